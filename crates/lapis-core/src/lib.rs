@@ -1,1 +1,17 @@
-//! placeholder
+//! The semantics of the services Lapis runs, written once and shared by every protocol
+//! adapter.
+//!
+//! - [`queue`]: Azure Storage Queues (visibility timeouts, pop receipts, TTL, ACLs,
+//!   service properties and CORS rules).
+//! - [`auth`]: storage accounts and keys, HMAC signatures, SAS rules.
+//! - [`clock`]: the injected clock, so tests can move time without sleeping.
+//!
+//! This crate speaks in domain types. It must not know about HTTP, XML or AMQP; it
+//! persists through the [`lapis_store::Store`] trait.
+
+pub mod auth;
+pub mod clock;
+pub mod queue;
+pub mod time_fmt;
+
+pub use clock::{Clock, ShiftableClock, SystemClock};

@@ -22,42 +22,80 @@ use crate::{Commit, Op, ReplayEvent, Store};
 const TAG_PUT: u8 = 1;
 const TAG_DELETE: u8 = 2;
 const TAG_DELETE_PREFIX: u8 = 3;
+const OP_HEADER_LEN: usize = 7;
 
 /// Keys are bounded so that a record header stays small and predictable.
 pub const MAX_KEY_LEN: usize = 1024;
 
-fn encode(op: &Op) -> Vec<u8> {
-    let (tag, key, value): (u8, &[u8], &[u8]) = match op {
-        Op::Put { key, value } => (TAG_PUT, key, value),
-        Op::Delete { key } => (TAG_DELETE, key, &[]),
-        Op::DeletePrefix { prefix } => (TAG_DELETE_PREFIX, prefix, &[]),
-    };
-    assert!(key.len() <= MAX_KEY_LEN, "key exceeds bound");
-    let mut out = Vec::with_capacity(3 + key.len() + value.len());
-    out.push(tag);
-    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(value);
+/// Frames a whole commit as one record, so a commit is atomic: recovery sees all of
+/// its ops or none. Layout per op: `[tag u8][key len u16][value len u32][key][value]`.
+fn encode<'a>(ops: impl IntoIterator<Item = ReplayEvent<'a>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for op in ops {
+        let (tag, key, value): (u8, &[u8], &[u8]) = match op {
+            ReplayEvent::Put { key, value } => (TAG_PUT, key, value),
+            ReplayEvent::Delete { key } => (TAG_DELETE, key, &[]),
+            ReplayEvent::DeletePrefix { prefix } => (TAG_DELETE_PREFIX, prefix, &[]),
+        };
+        assert!(key.len() <= MAX_KEY_LEN, "key exceeds bound");
+        out.push(tag);
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+    }
     out
 }
 
-fn decode(payload: &[u8]) -> StoreResult<ReplayEvent<'_>> {
+fn as_event(op: &Op) -> ReplayEvent<'_> {
+    match op {
+        Op::Put { key, value } => ReplayEvent::Put { key, value },
+        Op::Delete { key } => ReplayEvent::Delete { key },
+        Op::DeletePrefix { prefix } => ReplayEvent::DeletePrefix { prefix },
+    }
+}
+
+/// One op decoded from a commit record, with where its value sits in the payload.
+struct DecodedOp<'a> {
+    event: ReplayEvent<'a>,
+    value_offset: u32,
+    encoded_len: u64,
+}
+
+fn decode(payload: &[u8]) -> StoreResult<Vec<DecodedOp<'_>>> {
     let malformed = |detail: &str| StoreError::Malformed { context: "keyed log record", detail: detail.to_string() };
-    if payload.len() < 3 {
-        return Err(malformed("shorter than its header"));
+    let mut ops = Vec::new();
+    let mut pos = 0usize;
+    while pos < payload.len() {
+        let header = payload.get(pos..pos + OP_HEADER_LEN).ok_or_else(|| malformed("op header runs past the record"))?;
+        let key_len = u16::from_le_bytes([header[1], header[2]]) as usize;
+        let value_len = u32::from_le_bytes([header[3], header[4], header[5], header[6]]) as usize;
+        let key_start = pos + OP_HEADER_LEN;
+        let value_start = key_start + key_len;
+        let end = value_start + value_len;
+        if end > payload.len() {
+            return Err(malformed("op runs past the record"));
+        }
+        let key = &payload[key_start..value_start];
+        let event = match header[0] {
+            TAG_PUT => ReplayEvent::Put { key, value: &payload[value_start..end] },
+            TAG_DELETE => ReplayEvent::Delete { key },
+            TAG_DELETE_PREFIX => ReplayEvent::DeletePrefix { prefix: key },
+            _ => return Err(malformed("unknown op tag")),
+        };
+        ops.push(DecodedOp { event, value_offset: value_start as u32, encoded_len: (end - pos) as u64 });
+        pos = end;
     }
-    let key_len = u16::from_le_bytes([payload[1], payload[2]]) as usize;
-    let rest = &payload[3..];
-    if rest.len() < key_len {
-        return Err(malformed("key runs past the record"));
-    }
-    let (key, value) = rest.split_at(key_len);
-    match payload[0] {
-        TAG_PUT => Ok(ReplayEvent::Put { key, value }),
-        TAG_DELETE => Ok(ReplayEvent::Delete { key }),
-        TAG_DELETE_PREFIX => Ok(ReplayEvent::DeletePrefix { prefix: key }),
-        _ => Err(malformed("unknown tag")),
-    }
+    Ok(ops)
+}
+
+/// Where a live key's latest value is: inside the commit record at `loc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    loc: Loc,
+    value_offset: u32,
+    value_len: u32,
+    encoded_len: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -68,43 +106,43 @@ struct SegmentStats {
 
 #[derive(Default)]
 struct Index {
-    keys: BTreeMap<Box<[u8]>, Loc>,
+    keys: BTreeMap<Box<[u8]>, Slot>,
     segments: BTreeMap<SegmentId, SegmentStats>,
 }
 
 impl Index {
-    fn account(&mut self, loc: Loc, live: bool) {
-        let s = self.segments.entry(loc.segment).or_default();
-        s.total += loc.framed_len();
-        if live {
-            s.live += loc.framed_len();
+    fn forget(&mut self, old: Slot) {
+        if let Some(s) = self.segments.get_mut(&old.loc.segment) {
+            s.live -= old.encoded_len;
         }
     }
 
-    fn forget(&mut self, loc: Loc) {
-        if let Some(s) = self.segments.get_mut(&loc.segment) {
-            s.live -= loc.framed_len();
+    /// Applies one whole commit record found at `loc`.
+    fn apply_record(&mut self, ops: &[DecodedOp<'_>], loc: Loc) {
+        self.segments.entry(loc.segment).or_default().total += loc.framed_len();
+        for op in ops {
+            self.apply(op, loc);
         }
     }
 
-    fn apply(&mut self, event: &ReplayEvent<'_>, loc: Loc) {
-        match event {
-            ReplayEvent::Put { key, .. } => {
-                if let Some(old) = self.keys.insert((*key).into(), loc) {
+    fn apply(&mut self, op: &DecodedOp<'_>, loc: Loc) {
+        match op.event {
+            ReplayEvent::Put { key, value } => {
+                let slot = Slot { loc, value_offset: op.value_offset, value_len: value.len() as u32, encoded_len: op.encoded_len };
+                if let Some(old) = self.keys.insert(key.into(), slot) {
                     self.forget(old);
                 }
-                self.account(loc, true);
+                self.segments.entry(loc.segment).or_default().live += op.encoded_len;
             }
             ReplayEvent::Delete { key } => {
-                if let Some(old) = self.keys.remove(*key) {
+                if let Some(old) = self.keys.remove(key) {
                     self.forget(old);
                 }
-                self.account(loc, false);
             }
             ReplayEvent::DeletePrefix { prefix } => {
                 let doomed: Vec<Box<[u8]>> = self
                     .keys
-                    .range::<[u8], _>((Bound::Included(*prefix), Bound::Unbounded))
+                    .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
                     .take_while(|(k, _)| k.starts_with(prefix))
                     .map(|(k, _)| k.clone())
                     .collect();
@@ -113,7 +151,6 @@ impl Index {
                         self.forget(old);
                     }
                 }
-                self.account(loc, false);
             }
         }
     }
@@ -160,9 +197,9 @@ impl KvLog {
     ) -> StoreResult<(KvLog, RecoveryReport)> {
         let mut index = Index::default();
         let (journal, report) = Journal::open(dir, options, |loc, payload| {
-            let event = decode(payload)?;
-            index.apply(&event, loc);
-            visit(event)
+            let ops = decode(payload)?;
+            index.apply_record(&ops, loc);
+            ops.into_iter().try_for_each(|op| visit(op.event))
         })?;
         Ok((KvLog { journal, index: Mutex::new(index), policy }, report))
     }
@@ -198,35 +235,41 @@ impl KvLog {
 
     async fn compact_segment(&self, id: SegmentId) -> StoreResult<()> {
         let bytes = self.journal.read_segment(id)?;
-        let mut survivors: Vec<(Vec<u8>, u32)> = Vec::new();
+        let mut lsn = 0;
+        let mut carried = Vec::new();
+        let mut flush = |carried: &mut Vec<(Vec<u8>, Vec<u8>)>, index: &mut Index| -> StoreResult<()> {
+            if carried.is_empty() {
+                return Ok(());
+            }
+            let payload = encode(carried.iter().map(|(k, v)| ReplayEvent::Put { key: k, value: v }));
+            let (locs, end) = self.journal.append(&[&payload])?;
+            index.apply_record(&decode(&payload)?, locs[0]);
+            lsn = end;
+            carried.clear();
+            Ok(())
+        };
         segment::scan(&bytes, |r| {
-            if let ReplayEvent::Put { .. } = decode(r.payload)? {
-                survivors.push((r.payload.to_vec(), r.offset));
+            let ops = decode(r.payload)?;
+            // The index lock is held from the liveness check to the re-append, so no
+            // writer can supersede a value between the two.
+            let mut index = self.index.lock();
+            for op in &ops {
+                if let ReplayEvent::Put { key, value } = op.event {
+                    let live = index
+                        .keys
+                        .get(key)
+                        .is_some_and(|s| s.loc.segment == id && s.loc.offset == r.offset && s.value_offset == op.value_offset);
+                    if live {
+                        carried.push((key.to_vec(), value.to_vec()));
+                    }
+                }
+            }
+            if carried.len() >= 256 {
+                flush(&mut carried, &mut index)?;
             }
             Ok(())
         })?;
-        let mut lsn = 0;
-        for batch in survivors.chunks(256) {
-            let mut index = self.index.lock();
-            let live: Vec<&Vec<u8>> = batch
-                .iter()
-                .filter(|(payload, offset)| match decode(payload) {
-                    Ok(ReplayEvent::Put { key, .. }) => {
-                        index.keys.get(key).is_some_and(|l| l.segment == id && l.offset == *offset)
-                    }
-                    _ => false,
-                })
-                .map(|(payload, _)| payload)
-                .collect();
-            if live.is_empty() {
-                continue;
-            }
-            let (locs, end) = self.journal.append(&live)?;
-            for (payload, loc) in live.iter().zip(locs) {
-                index.apply(&decode(payload)?, loc);
-            }
-            lsn = end;
-        }
+        flush(&mut carried, &mut self.index.lock())?;
         self.journal.wait_durable(lsn).await?;
         {
             let mut index = self.index.lock();
@@ -249,26 +292,26 @@ impl Store for KvLog {
         if ops.is_empty() {
             return Ok(Commit::ready());
         }
-        let payloads: Vec<Vec<u8>> = ops.iter().map(encode).collect();
+        let payload = encode(ops.iter().map(as_event));
+        let decoded = decode(&payload)?;
         let mut index = self.index.lock();
-        let (locs, lsn) = self.journal.append(&payloads)?;
-        for (payload, loc) in payloads.iter().zip(locs) {
-            index.apply(&decode(payload)?, loc);
-        }
+        let (locs, lsn) = self.journal.append(&[&payload])?;
+        index.apply_record(&decoded, locs[0]);
         drop(index);
         Ok(Commit::waiting(self.journal.waiter(lsn)))
     }
 
     fn read<'a>(&'a self, key: &'a [u8]) -> crate::ReadFuture<'a> {
         Box::pin(async move {
-            let Some(loc) = self.index.lock().keys.get(key).copied() else {
+            let Some(slot) = self.index.lock().keys.get(key).copied() else {
                 return Ok(None);
             };
-            let payload = self.journal.read(loc).await?;
-            match decode(&payload)? {
-                ReplayEvent::Put { value, .. } => Ok(Some(value.to_vec())),
-                _ => Err(StoreError::Malformed { context: "read", detail: "index points at a non-put record".into() }),
-            }
+            let payload = self.journal.read(slot.loc).await?;
+            let start = slot.value_offset as usize;
+            payload
+                .get(start..start + slot.value_len as usize)
+                .map(|v| Some(v.to_vec()))
+                .ok_or_else(|| StoreError::Malformed { context: "read", detail: "value lies outside its record".into() })
         })
     }
 
