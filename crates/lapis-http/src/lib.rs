@@ -1,1 +1,16 @@
-//! placeholder
+//! Lapis's HTTP adapters. They decode requests, authenticate them, call the core, and
+//! encode the core's answers in each service's wire format. No service rule lives
+//! here.
+//!
+//! - [`server`]: the connection loop shared by every HTTP endpoint (limits, timeouts,
+//!   graceful shutdown).
+//! - [`storage`]: what Azure Storage services share: request parsing, Shared Key and
+//!   SAS authentication, the XML error shape, common headers.
+//! - [`queue`]: the Storage Queue REST API.
+//! - [`admin`]: `/health` and the test clock on the HTTP port.
+
+pub mod admin;
+pub mod queue;
+pub mod server;
+pub mod storage;
+mod xml;

@@ -1,1 +1,26 @@
-fn main() {}
+//! The `lapis` binary: command line, configuration, and the wiring of storage, core
+//! and protocol adapters into one server.
+
+mod cli;
+mod config;
+mod endpoints;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::ConnectionStrings(args) => config::Settings::resolve(args).map(|s| {
+            print!("{}", endpoints::banner(&s));
+        }),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lapis: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The HTTP port's own endpoints: `GET /health` for readiness, and, when the server
+//! runs with `--enable-test-clock`, `POST /_lapis/clock/advance?seconds=N`, which
+//! moves the services' clock forward so tests need not sleep.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use lapis_core::ShiftableClock;
+
+use crate::server::HttpResponse;
+
+pub struct AdminApi {
+    /// Present only when the test clock is enabled.
+    pub test_clock: Option<Arc<ShiftableClock>>,
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body.into())))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+impl AdminApi {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> HttpResponse {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET | &Method::HEAD, "/health") => text(StatusCode::OK, "ok\n"),
+            (&Method::POST, "/_lapis/clock/advance") => {
+                let Some(clock) = &self.test_clock else {
+                    return text(StatusCode::NOT_FOUND, "the test clock is off; start with --enable-test-clock\n");
+                };
+                let seconds = req
+                    .uri()
+                    .query()
+                    .unwrap_or("")
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("seconds="))
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 1e9);
+                match seconds {
+                    Some(s) => {
+                        clock.advance((s * 1000.0) as i64);
+                        text(StatusCode::OK, format!("advanced {s} s\n"))
+                    }
+                    None => text(StatusCode::BAD_REQUEST, "seconds must be a non-negative number\n"),
+                }
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+}

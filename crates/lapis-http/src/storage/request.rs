@@ -1,0 +1,129 @@
+//! A storage request, decoded once: account, path segments, query parameters, headers
+//! and body.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::{Method, Request};
+use percent_encoding::percent_decode_str;
+
+use super::error::StorageError;
+
+/// How long a client may take to send its body once the headers are in.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct StorageRequest {
+    pub method: Method,
+    /// The path exactly as sent (still percent-encoded), for signatures.
+    pub raw_path: String,
+    /// The account, without any `-secondary` suffix.
+    pub account: String,
+    pub secondary: bool,
+    /// Decoded path segments after the account.
+    pub segments: Vec<String>,
+    /// Decoded query parameters; names lowercased, repeated names keep every value.
+    pub query: BTreeMap<String, Vec<String>>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// `http://host:port/account`, for `ServiceEndpoint` attributes.
+    pub endpoint: String,
+}
+
+fn decode(text: &str) -> String {
+    percent_decode_str(text).decode_utf8_lossy().into_owned()
+}
+
+/// Whether `host` is an IP literal (so the account is the first path segment).
+fn is_ip_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').split(']').next().unwrap_or(host);
+    let without_port = if host.starts_with('[') { bare } else { host.split(':').next().unwrap_or(host) };
+    without_port.parse::<std::net::IpAddr>().is_ok()
+}
+
+impl StorageRequest {
+    /// Reads the request, including its body (at most `max_body` bytes).
+    pub async fn read(req: Request<Incoming>, max_body: usize) -> Result<StorageRequest, StorageError> {
+        let (parts, body) = req.into_parts();
+        let host = parts.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
+        let raw_path = parts.uri.path().to_string();
+        let mut segments: Vec<String> = raw_path.split('/').skip(1).map(decode).collect();
+        if segments.last().is_some_and(|s| s.is_empty()) {
+            segments.pop();
+        }
+        // Production-style hosts (`account.queue.localhost`) name the account in the
+        // host; IP hosts and single-label names (`localhost`) put it in the path.
+        let host_name = host.split(':').next().unwrap_or("");
+        let host_account = (!is_ip_host(&host) && host_name.contains('.')).then(|| host_name.split('.').next().unwrap_or("").to_string());
+        let account_segment = match host_account {
+            Some(a) => a,
+            None if segments.is_empty() => String::new(),
+            None => segments.remove(0),
+        };
+        let (account, secondary) = match account_segment.strip_suffix("-secondary") {
+            Some(a) => (a.to_string(), true),
+            None => (account_segment.clone(), false),
+        };
+        let mut query: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for pair in parts.uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            query.entry(decode(k).to_ascii_lowercase()).or_default().push(decode(v));
+        }
+        let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max_body).collect()).await {
+            Err(_) => return Err(StorageError::request_timeout()),
+            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return Err(StorageError::body_too_large(max_body));
+            }
+            Ok(Err(_)) => return Err(StorageError::invalid_input("The request body could not be read.")),
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        Ok(StorageRequest {
+            method: parts.method,
+            raw_path,
+            endpoint: format!("http://{host}/{account_segment}"),
+            account,
+            secondary,
+            segments,
+            query,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// The first value of query parameter `name` (lowercase).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.get(name).and_then(|v| v.first()).map(|s| s.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// An integer query parameter; present but not an integer is a 400.
+    pub fn int_param(&self, name: &str) -> Result<Option<i64>, StorageError> {
+        match self.param(name) {
+            None => Ok(None),
+            Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| StorageError::invalid_query_parameter(name, v, "not an integer")),
+        }
+    }
+
+    /// `x-ms-meta-*` headers as (name, value) pairs, name case as sent.
+    pub fn metadata(&self) -> Vec<(String, String)> {
+        // hyper lowercases header names; keep what the client can observe consistently.
+        self.headers
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.as_str().strip_prefix("x-ms-meta-")?;
+                Some((name.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            })
+            .collect()
+    }
+
+    /// The body as UTF-8 text.
+    pub fn body_text(&self) -> Result<&str, StorageError> {
+        std::str::from_utf8(&self.body).map_err(|_| StorageError::invalid_xml("The request body is not valid UTF-8."))
+    }
+}

@@ -1,0 +1,111 @@
+//! Resolving settings from flags, environment and the config file into one value.
+//!
+//! The config file is JSON. Its optional `Lapis` object holds server settings with the
+//! flags' names (`data_dir`, `host`, `queue_port`, `durability`, `accounts`, …). Other
+//! top-level keys (such as the Service Bus emulator's `UserConfig`) are left for the
+//! services that read them.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use lapis_core::auth::Accounts;
+
+use crate::cli::{DurabilityArg, ServeArgs};
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    in_memory: Option<bool>,
+    host: Option<String>,
+    blob_port: Option<u16>,
+    queue_port: Option<u16>,
+    amqp_port: Option<u16>,
+    kafka_port: Option<u16>,
+    http_port: Option<u16>,
+    durability: Option<DurabilityArg>,
+    #[serde(default)]
+    accounts: Vec<String>,
+    log_level: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ConfigFile {
+    #[serde(rename = "Lapis", default)]
+    lapis: FileSettings,
+}
+
+/// Where durable state lives.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    Disk(PathBuf),
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub storage: Storage,
+    pub host: IpAddr,
+    pub queue_port: u16,
+    pub http_port: u16,
+    /// Ports reserved for services still to come: Blob, AMQP, Kafka. Not bound yet.
+    #[allow(dead_code)]
+    pub reserved_ports: [u16; 3],
+    pub durability: DurabilityArg,
+    pub accounts: Accounts,
+    pub log_level: String,
+    pub enable_test_clock: bool,
+    pub salvage: bool,
+}
+
+impl Settings {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                let parsed: ConfigFile = serde_json::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+                parsed.lapis
+            }
+            None => FileSettings::default(),
+        };
+        let host_text = args.host.or(file.host).unwrap_or_else(|| "127.0.0.1".into());
+        let host: IpAddr = host_text.parse().with_context(|| format!("--host {host_text:?} is not an IP address"))?;
+        let in_memory = args.in_memory || (args.data_dir.is_none() && file.in_memory.unwrap_or(false));
+        let storage = if in_memory {
+            Storage::Memory
+        } else {
+            Storage::Disk(args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./lapis-data")))
+        };
+        let mut accounts = Accounts::with_dev_account();
+        for spec in file.accounts.iter().chain(args.accounts.iter()) {
+            accounts.add_spec(spec).context("--account")?;
+        }
+        if !host.is_loopback() {
+            if !accounts.has_custom() {
+                bail!(
+                    "refusing to listen on {host}: off loopback every request must be authenticated with a real key, \
+                     and the development account's key is public. Give at least one --account NAME:BASE64KEY, \
+                     or listen on 127.0.0.1."
+                );
+            }
+            accounts = accounts.without_dev_account();
+        }
+        Ok(Settings {
+            storage,
+            host,
+            queue_port: args.queue_port.or(file.queue_port).unwrap_or(10001),
+            http_port: args.http_port.or(file.http_port).unwrap_or(5300),
+            reserved_ports: [
+                args.blob_port.or(file.blob_port).unwrap_or(10000),
+                args.amqp_port.or(file.amqp_port).unwrap_or(5672),
+                args.kafka_port.or(file.kafka_port).unwrap_or(9092),
+            ],
+            durability: args.durability.or(file.durability).unwrap_or(DurabilityArg::Strict),
+            accounts,
+            log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            enable_test_clock: args.enable_test_clock,
+            salvage: args.salvage,
+        })
+    }
+}

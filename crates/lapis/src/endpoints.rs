@@ -1,0 +1,48 @@
+//! The endpoints block printed at start and by `lapis connection-strings`.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use lapis_core::auth::{DEV_ACCOUNT, DEV_ACCOUNT_KEY};
+
+use crate::config::{Settings, Storage};
+
+fn host_text(host: IpAddr) -> String {
+    match host {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".into(),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+pub fn banner(s: &Settings) -> String {
+    let host = host_text(s.host);
+    let mut out = String::new();
+    let storage = match &s.storage {
+        Storage::Disk(p) => format!("data in {}", p.display()),
+        Storage::Memory => "in memory (nothing survives a restart)".into(),
+    };
+    let durability = match s.durability {
+        crate::cli::DurabilityArg::Strict => "strict",
+        crate::cli::DurabilityArg::Relaxed => "relaxed",
+    };
+    let _ = writeln!(out, "Lapis {} — {storage}, {durability} durability", env!("CARGO_PKG_VERSION"));
+    if s.queue_port != 0 {
+        let _ = writeln!(out, "  Storage Queues   http://{host}:{}/<account>", s.queue_port);
+    }
+    if s.http_port != 0 {
+        let _ = writeln!(out, "  Health           http://{host}:{}/health", s.http_port);
+    }
+    if s.queue_port != 0 {
+        let _ = writeln!(out, "Connection strings:");
+        for account in s.accounts.names() {
+            let key = if account == DEV_ACCOUNT { DEV_ACCOUNT_KEY.to_string() } else { "<its key>".to_string() };
+            let _ = writeln!(
+                out,
+                "  DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};QueueEndpoint=http://{host}:{}/{account};",
+                s.queue_port
+            );
+        }
+    }
+    out
+}

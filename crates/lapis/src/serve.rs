@@ -1,0 +1,151 @@
+//! `lapis serve`: open storage, recover the services, bind the endpoints, run until
+//! SIGINT/SIGTERM, then stop accepting, finish in-flight requests and flush storage.
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use lapis_core::queue::{QueueService, Recovery};
+use lapis_core::{Clock, ShiftableClock, SystemClock};
+use lapis_http::admin::AdminApi;
+use lapis_http::queue::QueueApi;
+use lapis_store::{CompactionPolicy, Durability, JournalOptions, KvLog, MemoryStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::{DurabilityArg, ServeArgs};
+use crate::config::{Settings, Storage};
+use crate::endpoints;
+
+const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(30);
+const COMPACTION_CHECK_EVERY: Duration = Duration::from_secs(5);
+const RELAXED_SYNC_INTERVAL: Duration = Duration::from_millis(50);
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(args)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level).context("--log-level")?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(settings))
+}
+
+/// Holds an exclusive lock on the data directory for the life of the process, so two
+/// servers never write the same files.
+struct DirLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_data_dir(dir: &Path) -> anyhow::Result<DirLock> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        bail!("data directory {} is in use by another lapis process", dir.display());
+    }
+    Ok(DirLock(file))
+}
+
+fn open_queue_service(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<(Arc<QueueService>, Arc<dyn Store>, Option<DirLock>)> {
+    let Storage::Disk(dir) = &settings.storage else {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore);
+        return Ok((Arc::new(QueueService::new(store.clone(), clock)), store, None));
+    };
+    let lock = lock_data_dir(dir)?;
+    let options = JournalOptions {
+        durability: match settings.durability {
+            DurabilityArg::Strict => Durability::Strict,
+            DurabilityArg::Relaxed => Durability::Relaxed { interval: RELAXED_SYNC_INTERVAL },
+        },
+        salvage: settings.salvage,
+        ..Default::default()
+    };
+    let mut recovery = Recovery::new(true);
+    let started = std::time::Instant::now();
+    let (kv, report) = KvLog::open(&dir.join("queues"), options, CompactionPolicy::default(), recovery.visitor())
+        .with_context(|| format!("recovering {}", dir.display()))?;
+    tracing::info!(records = report.records, segments = report.segments, truncated = report.truncated_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64, "queue storage recovered");
+    let store: Arc<dyn Store> = Arc::new(kv);
+    Ok((Arc::new(QueueService::recover(store.clone(), clock, recovery)), store, Some(lock)))
+}
+
+async fn bind(host: std::net::IpAddr, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port)).await.with_context(|| format!("binding the {what} endpoint to {host}:{port}"))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let test_clock = settings.enable_test_clock.then(|| Arc::new(ShiftableClock::default()));
+    let clock: Arc<dyn Clock> = match &test_clock {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let (queues, store, _lock) = open_queue_service(&settings, clock)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+
+    if settings.queue_port != 0 {
+        let listener = bind(settings.host, settings.queue_port, "Storage Queue").await?;
+        let api = Arc::new(QueueApi {
+            service: queues.clone(),
+            accounts: Arc::new(settings.accounts.clone()),
+            auth_clock: Arc::new(SystemClock),
+        });
+        servers.spawn(lapis_http::server::serve(listener, move |req| api.clone().handle(req), shutdown_rx.clone()));
+    }
+    if settings.http_port != 0 {
+        let listener = bind(settings.host, settings.http_port, "HTTP").await?;
+        let admin = Arc::new(AdminApi { test_clock });
+        servers.spawn(lapis_http::server::serve(listener, move |req| admin.clone().handle(req), shutdown_rx.clone()));
+    }
+    print!("{}", endpoints::banner(&settings));
+
+    let maintenance = tokio::spawn(maintain(queues.clone(), store.clone()));
+    wait_for_signal().await?;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = shutdown_tx.send(true);
+    while servers.join_next().await.is_some() {}
+    maintenance.abort();
+    let closing = store.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Background upkeep: purge expired messages, compact storage.
+async fn maintain(queues: Arc<QueueService>, store: Arc<dyn Store>) {
+    let mut sweep = tokio::time::interval(EXPIRY_SWEEP_EVERY);
+    let mut compact = tokio::time::interval(COMPACTION_CHECK_EVERY);
+    loop {
+        tokio::select! {
+            _ = sweep.tick() => {
+                if let Err(e) = queues.sweep_expired().await {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                }
+            }
+            _ = compact.tick() => {
+                loop {
+                    match store.maintain().await {
+                        Ok(true) => continue,
+                        Ok(false) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "compaction failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
