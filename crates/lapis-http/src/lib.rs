@@ -10,6 +10,7 @@
 //! - [`admin`]: `/health` and the test clock on the HTTP port.
 
 pub mod admin;
+pub mod header_case;
 pub mod queue;
 pub mod server;
 pub mod storage;

@@ -20,6 +20,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::header_case::CaseRecorder;
+
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Largest request head (request line and headers) accepted.
@@ -53,18 +55,21 @@ where
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        let (stream, original_case) = CaseRecorder::new(stream);
         let handler = handler.clone();
         let mut conn_shutdown = shutdown.clone();
         connections.spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(original_case.clone());
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(handler(req).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES)
+                .max_buf_size(4 * MAX_HEAD_BYTES)
+                .max_header_size(MAX_HEAD_BYTES)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {

@@ -31,6 +31,9 @@ pub async fn run(service: &QueueService, op: QueueOp, req: &StorageRequest, ctx:
             Reply::status(StatusCode::ACCEPTED)
         }
         QueueOp::GetServiceStats => {
+            if !req.secondary {
+                return Err(StorageError::invalid_query_parameter("comp", "stats", "Service stats are only served by the secondary endpoint (<account>-secondary)."));
+            }
             let now = lapis_core::Clock::now_ms(&lapis_core::SystemClock);
             Reply::status(StatusCode::OK).xml(xml::service_stats(now))
         }
@@ -44,6 +47,7 @@ pub async fn run(service: &QueueService, op: QueueOp, req: &StorageRequest, ctx:
         }
         QueueOp::GetMetadata => {
             let (metadata, count) = service.queue_metadata(account, queue())?;
+            req.original_case.respond_with(metadata.iter().map(|(k, _)| k.as_str()));
             let mut reply = Reply::status(StatusCode::OK).header("x-ms-approximate-messages-count", count.to_string());
             for (k, v) in metadata {
                 reply = reply.dynamic_header(&format!("x-ms-meta-{k}"), v);

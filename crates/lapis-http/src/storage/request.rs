@@ -12,6 +12,7 @@ use hyper::{Method, Request};
 use percent_encoding::percent_decode_str;
 
 use super::error::StorageError;
+use crate::header_case::OriginalCase;
 
 /// How long a client may take to send its body once the headers are in.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,6 +30,8 @@ pub struct StorageRequest {
     pub query: BTreeMap<String, Vec<String>>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Original spellings of metadata header names on this connection.
+    pub original_case: OriginalCase,
     /// `http://host:port/account`, for `ServiceEndpoint` attributes.
     pub endpoint: String,
 }
@@ -48,6 +51,7 @@ impl StorageRequest {
     /// Reads the request, including its body (at most `max_body` bytes).
     pub async fn read(req: Request<Incoming>, max_body: usize) -> Result<StorageRequest, StorageError> {
         let (parts, body) = req.into_parts();
+        let original_case = parts.extensions.get::<OriginalCase>().cloned().unwrap_or_default();
         let host = parts.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
         let raw_path = parts.uri.path().to_string();
         let mut segments: Vec<String> = raw_path.split('/').skip(1).map(decode).collect();
@@ -90,6 +94,7 @@ impl StorageRequest {
             query,
             headers: parts.headers,
             body,
+            original_case,
         })
     }
 
@@ -110,14 +115,13 @@ impl StorageRequest {
         }
     }
 
-    /// `x-ms-meta-*` headers as (name, value) pairs, name case as sent.
+    /// `x-ms-meta-*` headers as (name, value) pairs, names spelled as the client sent them.
     pub fn metadata(&self) -> Vec<(String, String)> {
-        // hyper lowercases header names; keep what the client can observe consistently.
         self.headers
             .iter()
             .filter_map(|(k, v)| {
                 let name = k.as_str().strip_prefix("x-ms-meta-")?;
-                Some((name.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                Some((self.original_case.restore(name), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             })
             .collect()
     }

@@ -1,0 +1,251 @@
+//! Azure returns metadata names in the case the client wrote them (`x-ms-meta-Color`
+//! comes back as `Color`), but hyper lowercases header names both ways and keeps no
+//! record of the original. [`CaseRecorder`] wraps a connection's byte stream:
+//!
+//! - inbound, it notes the spelling of every `x-ms-meta-*` header name, which a
+//!   handler reads back through [`OriginalCase::restore`];
+//! - outbound, it rewrites the `x-ms-meta-*` names a handler registered with
+//!   [`OriginalCase::respond_with`] to their stored spelling. Case never changes a
+//!   name's length, so the rewrite is in place.
+//!
+//! Requests on one connection are handled one after another (SDKs do not pipeline),
+//! so the names on a connection's state belong to the exchange in progress.
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+const PREFIX: &[u8] = b"x-ms-meta-";
+/// Longest header name considered; longer lines are not metadata names we track.
+const MAX_NAME: usize = 256;
+/// Names remembered per connection before the memory is reset.
+const MAX_NAMES: usize = 512;
+
+#[derive(Debug, Default)]
+struct Spellings {
+    /// Seen in requests, by lowercase name.
+    inbound: HashMap<String, String>,
+    /// To write in the next response head, by lowercase name.
+    outbound: HashMap<String, String>,
+}
+
+/// One connection's metadata-name spellings.
+#[derive(Debug, Clone, Default)]
+pub struct OriginalCase(Arc<Mutex<Spellings>>);
+
+impl OriginalCase {
+    /// The name as the client wrote it, or `lowercase` if it was not seen.
+    pub fn restore(&self, lowercase: &str) -> String {
+        self.0.lock().inbound.get(lowercase).cloned().unwrap_or_else(|| lowercase.to_string())
+    }
+
+    /// Spell these metadata names (without the `x-ms-meta-` prefix) as given in the
+    /// response about to be written.
+    pub fn respond_with<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut s = self.0.lock();
+        s.outbound = names.into_iter().map(|n| (n.to_ascii_lowercase(), n.to_string())).collect();
+    }
+
+    fn record(&self, name: &[u8]) {
+        let Ok(name) = std::str::from_utf8(name) else { return };
+        let mut s = self.0.lock();
+        if s.inbound.len() >= MAX_NAMES {
+            s.inbound.clear();
+        }
+        s.inbound.insert(name.to_ascii_lowercase(), name.to_string());
+    }
+
+    fn outbound_spelling(&self, lowercase: &[u8]) -> Option<String> {
+        let s = self.0.lock();
+        std::str::from_utf8(lowercase).ok().and_then(|n| s.outbound.get(&n.to_ascii_lowercase()).cloned())
+    }
+
+    fn head_written(&self) {
+        self.0.lock().outbound.clear();
+    }
+}
+
+enum Scan {
+    /// At the start of a line, collecting what may be a header name.
+    Name(Vec<u8>),
+    /// Inside a line that is not a tracked header name.
+    Skip,
+}
+
+/// What a scanner reports for one byte.
+enum Found {
+    Nothing,
+    /// A complete `x-ms-meta-<name>` header name ended just before this byte (the
+    /// colon); the name (without prefix) is this long.
+    MetadataName(usize),
+    /// An empty line: the end of a message head.
+    EndOfHead,
+}
+
+/// Finds `x-ms-meta-*` header names line by line in a byte stream.
+struct Scanner {
+    scan: Scan,
+}
+
+impl Scanner {
+    fn new() -> Self {
+        Scanner { scan: Scan::Name(Vec::new()) }
+    }
+
+    fn step(&mut self, b: u8) -> (Found, Option<Vec<u8>>) {
+        let mut found = (Found::Nothing, None);
+        self.scan = match std::mem::replace(&mut self.scan, Scan::Skip) {
+            Scan::Skip if b == b'\n' => Scan::Name(Vec::new()),
+            Scan::Skip => Scan::Skip,
+            Scan::Name(name) if b == b'\n' => {
+                if name.is_empty() || name == b"\r" {
+                    found.0 = Found::EndOfHead;
+                }
+                Scan::Name(Vec::new())
+            }
+            Scan::Name(name) if b == b':' => {
+                if name.len() > PREFIX.len() && name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+                    found = (Found::MetadataName(name.len() - PREFIX.len()), Some(name[PREFIX.len()..].to_vec()));
+                }
+                Scan::Skip
+            }
+            Scan::Name(mut name) => {
+                name.push(b);
+                let n = name.len();
+                let is_cr_only = n == 1 && b == b'\r';
+                let prefix_broken = !is_cr_only && n <= PREFIX.len() && !name[n - 1].eq_ignore_ascii_case(&PREFIX[n - 1]);
+                if prefix_broken || n > MAX_NAME {
+                    Scan::Skip
+                } else {
+                    Scan::Name(name)
+                }
+            }
+        };
+        found
+    }
+}
+
+/// A byte stream that records metadata header spellings on the way in and restores
+/// them on the way out.
+pub struct CaseRecorder<S> {
+    inner: S,
+    names: OriginalCase,
+    inbound: Scanner,
+    outbound: Scanner,
+}
+
+impl<S> CaseRecorder<S> {
+    pub fn new(inner: S) -> (Self, OriginalCase) {
+        let names = OriginalCase::default();
+        (CaseRecorder { inner, names: names.clone(), inbound: Scanner::new(), outbound: Scanner::new() }, names)
+    }
+
+    fn observe(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if let (Found::MetadataName(_), Some(name)) = self.inbound.step(b) {
+                self.names.record(&name);
+            }
+        }
+    }
+
+    /// Returns `bytes` with registered metadata names respelled, if any were found.
+    fn respell(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut out: Option<Vec<u8>> = None;
+        for (i, &b) in bytes.iter().enumerate() {
+            match self.outbound.step(b) {
+                (Found::MetadataName(len), Some(name)) if i >= len => {
+                    if let Some(spelling) = self.names.outbound_spelling(&name).filter(|s| s.len() == len) {
+                        out.get_or_insert_with(|| bytes.to_vec())[i - len..i].copy_from_slice(spelling.as_bytes());
+                    }
+                }
+                (Found::EndOfHead, _) => self.names.head_written(),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn clone_scan(scan: &Scan) -> Scan {
+    match scan {
+        Scan::Name(n) => Scan::Name(n.clone()),
+        Scan::Skip => Scan::Skip,
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CaseRecorder<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &poll {
+            let fresh = buf.filled()[before..].to_vec();
+            self.observe(&fresh);
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CaseRecorder<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        // The scanner must see each byte once, so scan a copy and only commit the scan
+        // for the bytes actually written.
+        let saved = std::mem::replace(&mut self.outbound, Scanner::new());
+        self.outbound = Scanner { scan: clone_scan(&saved.scan) };
+        let rewritten = self.respell(buf);
+        let data = rewritten.as_deref().unwrap_or(buf);
+        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
+        match &poll {
+            Poll::Ready(Ok(n)) if *n == buf.len() => {}
+            Poll::Ready(Ok(n)) => {
+                self.outbound = saved;
+                let n = *n;
+                let _ = self.respell(&buf[..n]);
+            }
+            _ => self.outbound = saved,
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_metadata_names_split_across_reads() {
+        let (mut rec, names) = CaseRecorder::new(());
+        let head = b"PUT /a/q HTTP/1.1\r\nHost: x\r\nX-MS-META-Color: red\r\nx-ms-meta-someKey: 1\r\nx-ms-date: d\r\n\r\n";
+        for chunk in head.chunks(7) {
+            rec.observe(chunk);
+        }
+        assert_eq!(names.restore("color"), "Color");
+        assert_eq!(names.restore("somekey"), "someKey");
+        assert_eq!(names.restore("other"), "other");
+    }
+
+    #[test]
+    fn respells_registered_names_in_response_heads_only() {
+        let (mut rec, names) = CaseRecorder::new(());
+        names.respond_with(["Color", "camelCase"]);
+        let head = b"HTTP/1.1 200 OK\r\nx-ms-meta-color: red\r\nx-ms-meta-camelcase: 1\r\nx-ms-meta-other: 2\r\n\r\n";
+        let out = rec.respell(head).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "HTTP/1.1 200 OK\r\nx-ms-meta-Color: red\r\nx-ms-meta-camelCase: 1\r\nx-ms-meta-other: 2\r\n\r\n"
+        );
+        assert!(rec.respell(b"HTTP/1.1 200 OK\r\nx-ms-meta-color: red\r\n\r\n").is_none(), "cleared after the head");
+    }
+}

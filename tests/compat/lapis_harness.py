@@ -1,0 +1,310 @@
+"""Start, stop and talk to a real `lapis` binary for the compatibility tests.
+
+Nothing here knows about pytest; `conftest.py` wraps it in fixtures. The
+server is driven exactly as the CLI contract describes:
+
+    lapis serve --in-memory|--data-dir DIR --host 127.0.0.1 --queue-port QP
+        --http-port HP --blob-port 0 --amqp-port 0 --kafka-port 0
+        --enable-test-clock [--account NAME:BASE64KEY ...]
+
+Readiness is `GET http://127.0.0.1:HP/health` == 200, the injected clock is
+moved with `POST /_lapis/clock/advance?seconds=N`, and the server is stopped
+with SIGTERM (or SIGKILL for crash tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import requests
+from azure.core.exceptions import HttpResponseError
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+DEFAULT_BIN = REPO / "target" / "debug" / "lapis"
+
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+# A second account handed to the server with --account; the key is a fixed,
+# obviously fake 64-byte value so failures are reproducible.
+EXTRA_ACCOUNT = "lapisextra"
+EXTRA_KEY = base64.b64encode(bytes(range(7, 7 + 64))).decode()
+
+# SDK client knobs used by every test: no retries (a 5xx or a timeout fails the
+# test at once and shows the real status instead of backing off for a minute),
+# bounded network timeouts.
+CLIENT_KWARGS = dict(retry_total=0, connection_timeout=10, read_timeout=30)
+
+HEALTH_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 20.0
+
+
+def lapis_bin() -> str:
+    return os.environ.get("LAPIS_BIN") or str(DEFAULT_BIN)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique_name(prefix: str = "q") -> str:
+    """A valid, unique queue name (lowercase letters and digits)."""
+    return f"{prefix}{uuid.uuid4().hex[:20]}"
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:  # pragma: no cover - diagnostic only
+        return f"<cannot read {path}: {e}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class LapisServer:
+    """One `lapis serve` process. Can be stopped and started again on the same
+    data directory (new ports each start)."""
+
+    def __init__(
+        self,
+        data_dir: Optional[Path] = None,
+        accounts: Iterable[Tuple[str, str]] = ((EXTRA_ACCOUNT, EXTRA_KEY),),
+        log_dir: Optional[Path] = None,
+    ) -> None:
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.accounts: List[Tuple[str, str]] = list(accounts)
+        self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="lapis-log-"))
+        self.proc: Optional[subprocess.Popen] = None
+        self.queue_port = 0
+        self.http_port = 0
+        self.log_path: Optional[Path] = None
+        self.starts = 0
+        # Seconds the injected clock was moved forward since this process started.
+        self.clock_offset = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def _command(self) -> List[str]:
+        cmd = [lapis_bin(), "serve"]
+        if self.data_dir is None:
+            cmd.append("--in-memory")
+        else:
+            cmd += ["--data-dir", str(self.data_dir)]
+        cmd += [
+            "--host", "127.0.0.1",
+            "--queue-port", str(self.queue_port),
+            "--http-port", str(self.http_port),
+            "--blob-port", "0",
+            "--amqp-port", "0",
+            "--kafka-port", "0",
+            "--enable-test-clock",
+        ]
+        for name, key in self.accounts:
+            cmd += ["--account", f"{name}:{key}"]
+        return cmd
+
+    def start(self) -> "LapisServer":
+        if self.running:
+            raise RuntimeError("server already running")
+        last_error = ""
+        for attempt in range(3):  # retry only when a picked port was taken meanwhile
+            self.queue_port = free_port()
+            self.http_port = free_port()
+            while self.http_port == self.queue_port:
+                self.http_port = free_port()
+            self.starts += 1
+            self.log_path = self.log_dir / f"lapis-{os.getpid()}-{self.starts}.log"
+            log = open(self.log_path, "wb")
+            try:
+                self.proc = subprocess.Popen(
+                    self._command(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=str(self.log_dir),
+                    env={**os.environ, "RUST_BACKTRACE": "1"},
+                )
+            except FileNotFoundError as e:
+                raise RuntimeError(f"lapis binary not found ({lapis_bin()}); build it or set LAPIS_BIN") from e
+            finally:
+                log.close()
+            self.clock_offset = 0.0
+            ok, why = self._wait_healthy()
+            if ok:
+                return self
+            last_error = why
+            log_text = tail(self.log_path, 200).lower()
+            self._force_kill()
+            if "address already in use" not in log_text and "addrinuse" not in log_text:
+                break
+        raise RuntimeError(
+            f"lapis did not become healthy: {last_error}\n"
+            f"command: {' '.join(self._command())}\n"
+            f"--- tail of {self.log_path} ---\n{tail(self.log_path)}"
+        )
+
+    def _wait_healthy(self) -> Tuple[bool, str]:
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        why = "timeout"
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                return False, f"process exited with code {rc}"
+            try:
+                r = requests.get(f"{self.http_url}/health", timeout=1)
+                if r.status_code == 200:
+                    return True, ""
+                why = f"/health answered {r.status_code}"
+            except requests.RequestException as e:
+                why = f"/health not reachable: {e.__class__.__name__}"
+            time.sleep(0.1)
+        return False, f"{why} after {HEALTH_TIMEOUT_S}s"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
+        """Send `sig` and wait for the process. Returns the exit code. Raises if
+        it does not exit within `timeout` (after killing it)."""
+        if self.proc is None:
+            return 0
+        proc = self.proc
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._force_kill()
+                raise AssertionError(
+                    f"lapis did not exit within {timeout}s of signal {sig}\n"
+                    f"--- tail of {self.log_path} ---\n{tail(self.log_path)}"
+                )
+        self.proc = None
+        return proc.returncode
+
+    def kill(self) -> int:
+        """SIGKILL, as a crash would."""
+        return self.stop(signal.SIGKILL)
+
+    def _force_kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                pass
+        self.proc = None
+
+    def restart(self, sig: int = signal.SIGTERM) -> "LapisServer":
+        self.stop(sig)
+        return self.start()
+
+    # ------------------------------------------------------------------ addressing
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def queue_host(self) -> str:
+        return f"127.0.0.1:{self.queue_port}"
+
+    def account_url(self, account: str = DEV_ACCOUNT) -> str:
+        return f"http://{self.queue_host}/{account}"
+
+    def conn_str(self, account: str = DEV_ACCOUNT, key: str = DEV_KEY) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
+            f"QueueEndpoint={self.account_url(account)};"
+        )
+
+    # ------------------------------------------------------------------ clock
+    def advance_clock(self, seconds: float) -> None:
+        r = requests.post(
+            f"{self.http_url}/_lapis/clock/advance", params={"seconds": int(seconds)}, timeout=10
+        )
+        if not 200 <= r.status_code < 300:
+            raise AssertionError(f"clock advance answered {r.status_code}: {r.text[:500]}")
+        self.clock_offset += int(seconds)
+
+    def server_now(self) -> dt.datetime:
+        """Best estimate of the server's (injected) clock, as aware UTC."""
+        return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.clock_offset)
+
+
+def service_client(server: "LapisServer", account: str = DEV_ACCOUNT, key: str = DEV_KEY, **kwargs):
+    """QueueServiceClient built from the server's connection string."""
+    from azure.storage.queue import QueueServiceClient
+
+    return QueueServiceClient.from_connection_string(server.conn_str(account, key), **{**CLIENT_KWARGS, **kwargs})
+
+
+# ---------------------------------------------------------------------- assertions
+def error_code_of(exc: HttpResponseError) -> Optional[str]:
+    code = getattr(exc, "error_code", None)
+    return getattr(code, "value", code)
+
+
+def describe(exc: HttpResponseError) -> str:
+    resp = exc.response
+    if resp is None:
+        return repr(exc)
+    try:
+        body = resp.text()
+    except Exception:  # pragma: no cover
+        body = "<unreadable>"
+    headers = dict(resp.headers)
+    return f"status={resp.status_code} headers={headers} body={body[:800]!r}"
+
+
+def assert_storage_error(exc: BaseException, status: int, code: str) -> None:
+    """The SDK error carries `status`, the body's <Code> and the
+    x-ms-error-code header both equal `code`."""
+    assert isinstance(exc, HttpResponseError), f"expected HttpResponseError, got {exc!r}"
+    info = describe(exc)
+    assert exc.status_code == status, f"expected status {status}, got {exc.status_code}: {info}"
+    assert exc.response is not None
+    header = exc.response.headers.get("x-ms-error-code")
+    assert header == code, f"expected x-ms-error-code {code!r}, got {header!r}: {info}"
+    assert error_code_of(exc) == code, f"expected error body Code {code!r}, got {error_code_of(exc)!r}: {info}"
+
+
+def parse_iso(value) -> dt.datetime:
+    """Parse an ISO-8601 time as returned in SignedIdentifiers (any number of
+    fraction digits, trailing Z)."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    s = str(value).strip()
+    if s.endswith("Z"):
+        s = s[:-1]
+    frac = ""
+    if "." in s:
+        s, frac = s.split(".", 1)
+    parsed = dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+    if frac:
+        parsed += dt.timedelta(microseconds=int((frac + "000000")[:6]))
+    return parsed
+
+
+def capture_response(into: Dict[str, object]):
+    """A raw_response_hook that records the last response's status and headers."""
+
+    def hook(pipeline_response) -> None:
+        http = pipeline_response.http_response
+        into["status"] = http.status_code
+        into["headers"] = {k.lower(): v for k, v in http.headers.items()}
+        into["request_headers"] = {k.lower(): v for k, v in pipeline_response.http_request.headers.items()}
+        into["url"] = pipeline_response.http_request.url
+
+    return hook
