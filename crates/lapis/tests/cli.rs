@@ -1,0 +1,124 @@
+//! The `lapis` command line as a user runs it: version, connection strings, config
+//! file, the off-loopback safety check, the data-directory lock and clean shutdown.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn lapis() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lapis"))
+}
+
+fn run(args: &[&str]) -> Output {
+    lapis().args(args).output().expect("lapis runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `lapis serve` on free ports and waits until /health answers.
+fn start(extra: &[&str]) -> (Child, u16, u16) {
+    let (queue_port, http_port) = (free_port(), free_port());
+    let mut args = vec!["serve".to_string(), "--queue-port".into(), queue_port.to_string(), "--http-port".into(), http_port.to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let child = lapis().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("lapis starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", http_port)) {
+            let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            if reply.starts_with("HTTP/1.1 200") {
+                return (child, queue_port, http_port);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("lapis did not become healthy");
+}
+
+fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status, err)
+}
+
+#[test]
+fn version_is_printed() {
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).trim(), format!("lapis {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn connection_strings_use_the_configured_port_and_the_dev_key() {
+    let out = run(&["connection-strings", "--queue-port", "12345", "--in-memory"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;QueueEndpoint=http://127.0.0.1:12345/devstoreaccount1;"), "{stdout}");
+}
+
+#[test]
+fn config_file_settings_apply_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lapis.json");
+    std::fs::write(&path, r#"{"Lapis": {"queue_port": 23456, "accounts": ["extra1:a2V5"]}, "UserConfig": {}}"#).unwrap();
+    let out = run(&["connection-strings", "--config", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("QueueEndpoint=http://127.0.0.1:23456/devstoreaccount1;"), "{stdout}");
+    assert!(stdout.contains("AccountName=extra1;"), "{stdout}");
+    let out = run(&["connection-strings", "--config", path.to_str().unwrap(), "--queue-port", "34567"]);
+    assert!(text(&out.stdout).contains(":34567/"));
+
+    std::fs::write(&path, r#"{"Lapis": {"queue_prot": 1}}"#).unwrap();
+    let out = run(&["connection-strings", "--config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("queue_prot"), "a misspelt key is named: {}", text(&out.stderr));
+}
+
+#[test]
+fn refuses_to_listen_beyond_loopback_without_real_keys() {
+    let out = run(&["serve", "--in-memory", "--host", "0.0.0.0"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("refusing to listen on 0.0.0.0") && err.contains("--account"), "{err}");
+    let bad = run(&["serve", "--in-memory", "--account", "not-a-spec"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("NAME:BASE64KEY"));
+}
+
+#[test]
+fn beyond_loopback_the_development_account_is_not_offered() {
+    let out = run(&["connection-strings", "--host", "0.0.0.0", "--account", "prod1:a2V5"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("AccountName=prod1;") && !stdout.contains("devstoreaccount1"), "{stdout}");
+}
+
+#[test]
+fn a_data_directory_serves_one_process_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (mut first, queue_port, _) = start(&["--data-dir", data]);
+    let second = run(&["serve", "--data-dir", data, "--queue-port", "0", "--http-port", "0"]);
+    assert!(!second.status.success());
+    assert!(text(&second.stderr).contains("in use by another lapis process"), "{}", text(&second.stderr));
+
+    let mut banner = BufReader::new(first.stdout.take().unwrap()).lines();
+    let headline = banner.next().unwrap().unwrap();
+    assert!(headline.contains(&format!("data in {data}")) && headline.contains("strict durability"), "{headline}");
+    let queue_line = banner.next().unwrap().unwrap();
+    assert!(queue_line.contains(&format!("127.0.0.1:{queue_port}")), "{queue_line}");
+    let (status, err) = terminate(first);
+    assert!(status.success(), "exit {status:?}: {err}");
+    assert!(err.contains("stopped cleanly"), "{err}");
+}
