@@ -8,13 +8,22 @@ use roxmltree::Node;
 use crate::storage::StorageError;
 use crate::xml::{self, child, child_bool, child_text, children, element};
 
+/// The elements every message entry starts with; `None` fields are left out (Peek).
+fn message_head(s: &mut String, id: &str, inserted: i64, expires: i64, pop_receipt: Option<&str>, next_visible: Option<i64>) {
+    element(s, "MessageId", id);
+    element(s, "InsertionTime", &rfc1123(inserted));
+    element(s, "ExpirationTime", &rfc1123(expires));
+    if let Some(p) = pop_receipt {
+        element(s, "PopReceipt", p);
+    }
+    if let Some(t) = next_visible {
+        element(s, "TimeNextVisible", &rfc1123(t));
+    }
+}
+
 pub fn put_receipt(r: &PutReceipt) -> String {
     let mut s = String::from("<QueueMessagesList><QueueMessage>");
-    element(&mut s, "MessageId", &r.id);
-    element(&mut s, "InsertionTime", &rfc1123(r.inserted));
-    element(&mut s, "ExpirationTime", &rfc1123(r.expires));
-    element(&mut s, "PopReceipt", &r.pop_receipt);
-    element(&mut s, "TimeNextVisible", &rfc1123(r.next_visible));
+    message_head(&mut s, &r.id, r.inserted, r.expires, Some(&r.pop_receipt), Some(r.next_visible));
     s.push_str("</QueueMessage></QueueMessagesList>");
     s
 }
@@ -23,15 +32,7 @@ pub fn messages(list: &[ReceivedMessage]) -> String {
     let mut s = String::from("<QueueMessagesList>");
     for m in list {
         s.push_str("<QueueMessage>");
-        element(&mut s, "MessageId", &m.id);
-        element(&mut s, "InsertionTime", &rfc1123(m.inserted));
-        element(&mut s, "ExpirationTime", &rfc1123(m.expires));
-        if let Some(p) = &m.pop_receipt {
-            element(&mut s, "PopReceipt", p);
-        }
-        if let Some(t) = m.next_visible {
-            element(&mut s, "TimeNextVisible", &rfc1123(t));
-        }
+        message_head(&mut s, &m.id, m.inserted, m.expires, m.pop_receipt.as_deref(), m.next_visible);
         element(&mut s, "DequeueCount", &m.dequeue_count.to_string());
         element(&mut s, "MessageText", &m.text);
         s.push_str("</QueueMessage>");
