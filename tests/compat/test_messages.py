@@ -490,3 +490,28 @@ def test_binary_48_kib_is_64_kib_encoded_and_accepted(queue_service, queue):
     with pytest.raises(HttpResponseError) as ei:
         binary_client.send_message(os.urandom(48 * 1024 + 1))
     assert_storage_error(ei.value, 413, "RequestBodyTooLarge")
+
+
+def test_missing_required_parameters_are_named(lapis, queue):
+    """Delete without popreceipt and Update without visibilitytimeout: 400
+    MissingRequiredQueryParameter naming the parameter (sent raw: the SDK never omits them)."""
+    import datetime as _dt
+
+    import requests
+    from azure.storage.queue import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    from lapis_harness import DEV_ACCOUNT, DEV_KEY
+
+    sas = generate_account_sas(
+        DEV_ACCOUNT, DEV_KEY, ResourceTypes(object=True), AccountSasPermissions(process=True, update=True),
+        expiry=lapis.server_now() + _dt.timedelta(hours=1),
+    )
+    sent = queue.send_message("needs a receipt")
+    base = f"{lapis.account_url()}/{queue.queue_name}/messages/{sent.id}"
+    r = requests.delete(f"{base}?{sas}", timeout=10)
+    assert r.status_code == 400 and r.headers["x-ms-error-code"] == "MissingRequiredQueryParameter", r.text
+    assert "<QueryParameterName>popreceipt</QueryParameterName>" in r.text
+    r = requests.put(f"{base}?popreceipt={requests.utils.quote(sent.pop_receipt, safe='')}&{sas}", timeout=10)
+    assert r.status_code == 400 and r.headers["x-ms-error-code"] == "MissingRequiredQueryParameter", r.text
+    assert "<QueryParameterName>visibilitytimeout</QueryParameterName>" in r.text
+    assert [m.content for m in queue.peek_messages()] == ["needs a receipt"], "nothing changed"

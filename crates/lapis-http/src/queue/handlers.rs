@@ -84,14 +84,14 @@ pub async fn run(service: &QueueService, op: QueueOp, req: &StorageRequest, ctx:
             Reply::status(StatusCode::NO_CONTENT)
         }
         QueueOp::DeleteMessage => {
-            let receipt = req.param("popreceipt").ok_or_else(missing_pop_receipt)?;
+            let receipt = req.param("popreceipt").ok_or_else(|| missing_parameter("popreceipt"))?;
             service.delete_message(account, queue(), message_id(), receipt).await?;
             Reply::status(StatusCode::NO_CONTENT)
         }
         QueueOp::UpdateMessage => {
-            let receipt = req.param("popreceipt").ok_or_else(missing_pop_receipt)?;
+            let receipt = req.param("popreceipt").ok_or_else(|| missing_parameter("popreceipt"))?;
             let text = xml::parse_message_text(req.body_text()?)?;
-            let vt = req.int_param("visibilitytimeout")?;
+            let vt = Some(req.int_param("visibilitytimeout")?.ok_or_else(|| missing_parameter("visibilitytimeout"))?);
             let answer = service.update_message(account, queue(), message_id(), receipt, vt, text).await?;
             Reply::status(StatusCode::NO_CONTENT)
                 .header("x-ms-popreceipt", answer.pop_receipt)
@@ -101,7 +101,7 @@ pub async fn run(service: &QueueService, op: QueueOp, req: &StorageRequest, ctx:
     Ok(reply.finish(ctx))
 }
 
-fn missing_pop_receipt() -> StorageError {
+fn missing_parameter(name: &str) -> StorageError {
     StorageError::new(StatusCode::BAD_REQUEST, "MissingRequiredQueryParameter", "A query parameter that's mandatory for this request is not specified.")
-        .with("QueryParameterName", "popreceipt")
+        .with("QueryParameterName", name)
 }
