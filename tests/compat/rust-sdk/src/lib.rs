@@ -1,0 +1,1 @@
+//! Empty: the test lives in tests/.
