@@ -6,7 +6,8 @@ Fixtures
                     started with an extra account (lapis_harness.EXTRA_ACCOUNT).
 - `lapis_factory`   `make(data_dir=None)` -> started LapisServer on a fresh temp
                     data dir (or the given one); `.stop()`, `.kill()`, `.start()`,
-                    `.restart()` reuse the same dir. All are killed at teardown.
+                    `.restart()` reuse the same dir and ports. All are killed at
+                    teardown.
 - `queue_service`   QueueServiceClient from the connection string of `lapis`.
 - `queue`           QueueClient on a freshly created, uniquely named queue.
 - `new_queue_name`  function returning unique valid queue names.
@@ -34,11 +35,8 @@ def make_service_client(server: LapisServer, **kwargs) -> QueueServiceClient:
 
 @pytest.fixture(scope="session")
 def lapis(tmp_path_factory) -> LapisServer:
-    server = LapisServer(log_dir=tmp_path_factory.mktemp("lapis-session-log"))
-    server.start()
-    yield server
-    if server.running:
-        server.stop()
+    with LapisServer(log_dir=tmp_path_factory.mktemp("lapis-session-log")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -57,8 +55,7 @@ def lapis_factory(tmp_path) -> Callable[..., LapisServer]:
 
     yield make
     for server in servers:
-        if server.running:
-            server._force_kill()
+        server.close()
 
 
 @pytest.fixture

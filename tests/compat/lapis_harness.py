@@ -1,15 +1,24 @@
 """Start, stop and talk to a real `lapis` binary for the compatibility tests.
 
-Nothing here knows about pytest; `conftest.py` wraps it in fixtures. The
-server is driven exactly as the CLI contract describes:
+Nothing here knows about pytest; `conftest.py` wraps it in fixtures, and the
+crash and malformed-input tests use `LapisServer` directly. The server is
+driven exactly as the CLI contract describes:
 
     lapis serve --in-memory|--data-dir DIR --host 127.0.0.1 --queue-port QP
         --http-port HP --blob-port 0 --amqp-port 0 --kafka-port 0
-        --enable-test-clock [--account NAME:BASE64KEY ...]
+        --enable-test-clock [--durability MODE] [--account NAME:BASE64KEY ...]
 
 Readiness is `GET http://127.0.0.1:HP/health` == 200, the injected clock is
 moved with `POST /_lapis/clock/advance?seconds=N`, and the server is stopped
 with SIGTERM (or SIGKILL for crash tests).
+
+A `LapisServer` keeps its ports across `stop()` / `kill()` / `start()`, so
+clients that were talking to it before a restart reach the restarted server
+without being rebuilt. The ports are chosen below the kernel's ephemeral
+range so an outgoing client connection cannot occupy the queue port while the
+server is down.
+
+Hand-made requests (Shared Key signing, raw sockets) live in `lapis_wire.py`.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -46,7 +56,7 @@ EXTRA_KEY = base64.b64encode(bytes(range(7, 7 + 64))).decode()
 # bounded network timeouts.
 CLIENT_KWARGS = dict(retry_total=0, connection_timeout=10, read_timeout=30)
 
-HEALTH_TIMEOUT_S = 20.0
+START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 
 
@@ -54,7 +64,33 @@ def lapis_bin() -> str:
     return os.environ.get("LAPIS_BIN") or str(DEFAULT_BIN)
 
 
-def free_port() -> int:
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(text[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(exclude: Tuple[int, ...] = ()) -> int:
+    """A free loopback TCP port, preferably below the ephemeral range."""
+    hi = min(_ephemeral_low(), 65535)
+    lo = 20000 if hi > 21000 else 1024
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(lo, hi)
+        if port not in exclude and _port_is_free(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -65,7 +101,9 @@ def unique_name(prefix: str = "q") -> str:
     return f"{prefix}{uuid.uuid4().hex[:20]}"
 
 
-def tail(path: Path, lines: int = 60) -> str:
+def tail(path: Optional[Path], lines: int = 60) -> str:
+    if path is None:
+        return "<no log>"
     try:
         text = path.read_text(errors="replace")
     except OSError as e:  # pragma: no cover - diagnostic only
@@ -73,26 +111,41 @@ def tail(path: Path, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _port_taken(log_text: str) -> bool:
+    text = log_text.lower()
+    return "address already in use" in text or "addrinuse" in text
+
+
 class LapisServer:
-    """One `lapis serve` process. Can be stopped and started again on the same
-    data directory (new ports each start)."""
+    """One `lapis serve` process on fixed ports. Can be stopped (SIGTERM) or
+    killed (SIGKILL) and started again on the same ports and data directory."""
 
     def __init__(
         self,
         data_dir: Optional[Path] = None,
         accounts: Iterable[Tuple[str, str]] = ((EXTRA_ACCOUNT, EXTRA_KEY),),
         log_dir: Optional[Path] = None,
+        durability: Optional[str] = None,
     ) -> None:
+        """`data_dir=None` runs `--in-memory`; `durability` is passed as
+        `--durability` when given."""
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.accounts: List[Tuple[str, str]] = list(accounts)
+        self.durability = durability
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="lapis-log-"))
         self.proc: Optional[subprocess.Popen] = None
-        self.queue_port = 0
-        self.http_port = 0
         self.log_path: Optional[Path] = None
         self.starts = 0
+        # True once a start succeeded: from then on clients know the ports, so
+        # they are never changed again.
+        self.served = False
+        self._pick_ports()
         # Seconds the injected clock was moved forward since this process started.
         self.clock_offset = 0.0
+
+    def _pick_ports(self) -> None:
+        self.queue_port = free_port()
+        self.http_port = free_port(exclude=(self.queue_port,))
 
     # ------------------------------------------------------------------ lifecycle
     def _command(self) -> List[str]:
@@ -110,22 +163,16 @@ class LapisServer:
             "--kafka-port", "0",
             "--enable-test-clock",
         ]
+        if self.durability:
+            cmd += ["--durability", self.durability]
         for name, key in self.accounts:
             cmd += ["--account", f"{name}:{key}"]
         return cmd
 
-    def start(self) -> "LapisServer":
-        if self.running:
-            raise RuntimeError("server already running")
-        last_error = ""
-        for attempt in range(3):  # retry only when a picked port was taken meanwhile
-            self.queue_port = free_port()
-            self.http_port = free_port()
-            while self.http_port == self.queue_port:
-                self.http_port = free_port()
-            self.starts += 1
-            self.log_path = self.log_dir / f"lapis-{os.getpid()}-{self.starts}.log"
-            log = open(self.log_path, "wb")
+    def _spawn(self) -> None:
+        self.starts += 1
+        self.log_path = self.log_dir / f"lapis-{os.getpid()}-{self.starts}.log"
+        with open(self.log_path, "wb") as log:
             try:
                 self.proc = subprocess.Popen(
                     self._command(),
@@ -137,25 +184,37 @@ class LapisServer:
                 )
             except FileNotFoundError as e:
                 raise RuntimeError(f"lapis binary not found ({lapis_bin()}); build it or set LAPIS_BIN") from e
-            finally:
-                log.close()
-            self.clock_offset = 0.0
-            ok, why = self._wait_healthy()
-            if ok:
-                return self
-            last_error = why
-            log_text = tail(self.log_path, 200).lower()
-            self._force_kill()
-            if "address already in use" not in log_text and "addrinuse" not in log_text:
-                break
-        raise RuntimeError(
-            f"lapis did not become healthy: {last_error}\n"
-            f"command: {' '.join(self._command())}\n"
-            f"--- tail of {self.log_path} ---\n{tail(self.log_path)}"
-        )
+        self.clock_offset = 0.0
 
-    def _wait_healthy(self) -> Tuple[bool, str]:
-        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    def start(self, timeout: float = START_TIMEOUT_S) -> "LapisServer":
+        """Start and wait for /health == 200. If a port is taken, retries: on
+        fresh ports before the first successful start, on the same ports
+        (until `timeout`) after it, e.g. while a killed server's port is
+        still held for a moment."""
+        if self.running:
+            raise RuntimeError("server already running")
+        deadline = time.monotonic() + timeout
+        while True:
+            self._spawn()
+            ok, why = self._wait_healthy(deadline)
+            if ok:
+                self.served = True
+                return self
+            # Leave the next attempt a moment, so the last failure reported is a real one.
+            retry = _port_taken(tail(self.log_path, 200)) and time.monotonic() + 1.0 < deadline
+            self.close()
+            if not retry:
+                raise RuntimeError(
+                    f"lapis did not become healthy: {why}\n"
+                    f"command: {' '.join(self._command())}\n"
+                    f"--- tail of {self.log_path} ---\n{tail(self.log_path)}"
+                )
+            if self.served:
+                time.sleep(0.3)
+            else:
+                self._pick_ports()  # nobody knows these ports yet
+
+    def _wait_healthy(self, deadline: float) -> Tuple[bool, str]:
         why = "timeout"
         while time.monotonic() < deadline:
             rc = self.proc.poll()
@@ -168,8 +227,8 @@ class LapisServer:
                 why = f"/health answered {r.status_code}"
             except requests.RequestException as e:
                 why = f"/health not reachable: {e.__class__.__name__}"
-            time.sleep(0.1)
-        return False, f"{why} after {HEALTH_TIMEOUT_S}s"
+            time.sleep(0.05)
+        return False, f"{why} at the start deadline"
 
     @property
     def running(self) -> bool:
@@ -186,7 +245,7 @@ class LapisServer:
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self._force_kill()
+                self.close()
                 raise AssertionError(
                     f"lapis did not exit within {timeout}s of signal {sig}\n"
                     f"--- tail of {self.log_path} ---\n{tail(self.log_path)}"
@@ -195,10 +254,11 @@ class LapisServer:
         return proc.returncode
 
     def kill(self) -> int:
-        """SIGKILL, as a crash would."""
+        """SIGKILL, as a crash would, and wait for the process to be gone."""
         return self.stop(signal.SIGKILL)
 
-    def _force_kill(self) -> None:
+    def close(self) -> None:
+        """Teardown: SIGKILL the process if it is still running; never raises."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             try:
@@ -210,6 +270,18 @@ class LapisServer:
     def restart(self, sig: int = signal.SIGTERM) -> "LapisServer":
         self.stop(sig)
         return self.start()
+
+    def __enter__(self) -> "LapisServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        """Graceful stop (SIGTERM) if still running."""
+        if self.running:
+            self.stop()
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last lines of the current (or last) process's output."""
+        return tail(self.log_path, lines)
 
     # ------------------------------------------------------------------ addressing
     @property

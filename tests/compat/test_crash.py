@@ -42,7 +42,7 @@ import pytest
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.storage.queue import QueueClient
 
-from lapis_proc import LapisProc
+from lapis_harness import LapisServer
 
 QUEUE = "crash-test"
 PRODUCERS = 3
@@ -59,8 +59,8 @@ DRAIN_DEADLINE_S = 90.0
 CLIENT_KW = dict(retry_total=0, connection_timeout=3, read_timeout=15)
 
 
-def _client(server: LapisProc, **kw) -> QueueClient:
-    return QueueClient.from_connection_string(server.connection_string, QUEUE, **{**CLIENT_KW, **kw})
+def _client(server: LapisServer, **kw) -> QueueClient:
+    return QueueClient.from_connection_string(server.conn_str(), QUEUE, **{**CLIENT_KW, **kw})
 
 
 class Ledger:
@@ -85,7 +85,7 @@ class Ledger:
             self.errors[key] += 1
 
 
-def _producer(server: LapisProc, idx: int, ledger: Ledger, stop: threading.Event) -> None:
+def _producer(server: LapisServer, idx: int, ledger: Ledger, stop: threading.Event) -> None:
     qc = _client(server)
     seq = 0
     while not stop.is_set():
@@ -107,7 +107,7 @@ def _producer(server: LapisProc, idx: int, ledger: Ledger, stop: threading.Event
     qc.close()
 
 
-def _consumer(server: LapisProc, ledger: Ledger, stop: threading.Event) -> None:
+def _consumer(server: LapisServer, ledger: Ledger, stop: threading.Event) -> None:
     qc = _client(server)
     while not stop.is_set():
         got = []
@@ -141,7 +141,7 @@ def _consumer(server: LapisProc, ledger: Ledger, stop: threading.Event) -> None:
     qc.close()
 
 
-def _create_queue(server: LapisProc) -> None:
+def _create_queue(server: LapisServer) -> None:
     qc = _client(server)
     try:
         qc.create_queue()
@@ -151,7 +151,7 @@ def _create_queue(server: LapisProc) -> None:
         qc.close()
 
 
-def _drain(server: LapisProc) -> Tuple[List[tuple], Optional[str]]:
+def _drain(server: LapisServer) -> Tuple[List[tuple], Optional[str]]:
     """Receive and delete everything. Returns ([(id, text)], error or None).
     Waits for messages still invisible from a consumer's receive before the
     last crash."""
@@ -191,10 +191,10 @@ def _drain(server: LapisProc) -> Tuple[List[tuple], Optional[str]]:
 
 
 @pytest.mark.timeout(300)
-def test_sigkill_under_load_loses_no_acked_message_and_resurrects_no_acked_delete():
+def test_sigkill_under_load_loses_no_acked_message_and_resurrects_no_acked_delete(tmp_path):
     logging.getLogger("azure").setLevel(logging.CRITICAL)
     rng = random.Random(int(os.environ.get("LAPIS_CRASH_SEED", str(int(time.time())))))
-    server = LapisProc(durability="strict")
+    server = LapisServer(data_dir=tmp_path / "data", log_dir=tmp_path, durability="strict")
     t0 = time.monotonic()
     try:
         server.start()

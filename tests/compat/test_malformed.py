@@ -3,7 +3,7 @@
 a panic, a hang or a lost message").
 
 Every case is written with raw sockets; requests that must get past
-authentication are signed with Shared Key by hand (lapis_proc.signed_headers,
+authentication are signed with Shared Key by hand (lapis_wire.signed_headers,
 reference section 2.1). After every case the server must still answer
 GET /health with 200 and serve a real SDK round trip (send, receive, delete),
 and the process must still be running.
@@ -28,8 +28,8 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueServiceClient
 
-import lapis_proc as lp
-from lapis_proc import LapisProc
+import lapis_wire as lp
+from lapis_harness import LapisServer
 
 CLIENT_KW = dict(retry_total=0, connection_timeout=10, read_timeout=60)
 VALID_BODY = (
@@ -40,8 +40,10 @@ VALID_BODY = (
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def server():
-    proc = LapisProc()
+def server(tmp_path_factory):
+    proc = LapisServer(
+        data_dir=tmp_path_factory.mktemp("malformed-data"), log_dir=tmp_path_factory.mktemp("malformed-log")
+    )
     proc.start()
     yield proc
     proc.close()
@@ -54,19 +56,19 @@ def _still_alive_after(request, server):
     assert_alive(server)
 
 
-def new_queue(server: LapisProc) -> str:
+def new_queue(server: LapisServer) -> str:
     name = f"mal{uuid.uuid4().hex[:16]}"
-    qc = QueueClient.from_connection_string(server.connection_string, name, **CLIENT_KW)
+    qc = QueueClient.from_connection_string(server.conn_str(), name, **CLIENT_KW)
     qc.create_queue()
     qc.close()
     return name
 
 
-def assert_alive(server: LapisProc) -> None:
+def assert_alive(server: LapisServer) -> None:
     """GET /health is 200 and an SDK send/receive/delete round trip works."""
     status = lp.http_get_status(server.http_port, timeout=30)
     assert status == 200, f"/health answered {status!r}\n{server.log_tail()}"
-    svc = QueueServiceClient.from_connection_string(server.connection_string, **CLIENT_KW)
+    svc = QueueServiceClient.from_connection_string(server.conn_str(), **CLIENT_KW)
     name = f"alive{uuid.uuid4().hex[:16]}"
     qc = svc.get_queue_client(name)
     try:
@@ -82,8 +84,8 @@ def assert_alive(server: LapisProc) -> None:
         svc.close()
 
 
-def peek_all(server: LapisProc, name: str) -> List[str]:
-    qc = QueueClient.from_connection_string(server.connection_string, name, **CLIENT_KW)
+def peek_all(server: LapisServer, name: str) -> List[str]:
+    qc = QueueClient.from_connection_string(server.conn_str(), name, **CLIENT_KW)
     try:
         return [m.content for m in qc.peek_messages(max_messages=32)]
     finally:
@@ -103,7 +105,7 @@ def send_quietly(sock: socket.socket, data: bytes) -> Optional[str]:
         return type(e).__name__
 
 
-def post_message_head(server: LapisProc, queue: str, content_length: int, extra: Optional[dict] = None) -> bytes:
+def post_message_head(server: LapisServer, queue: str, content_length: int, extra: Optional[dict] = None) -> bytes:
     path = f"/{lp.ACCOUNT}/{queue}/messages"
     headers = lp.signed_headers(
         "POST", path, headers={"Content-Type": "application/xml", **(extra or {})}, content_length=content_length
@@ -197,7 +199,7 @@ def test_truncated_request_headers_then_close(server):
         # closed without finishing: nothing to read, server must just drop it
     assert lp.http_get_status(server.http_port, timeout=30) == 200
     # The incomplete create must not have happened.
-    qc = QueueClient.from_connection_string(server.connection_string, name, **CLIENT_KW)
+    qc = QueueClient.from_connection_string(server.conn_str(), name, **CLIENT_KW)
     try:
         with pytest.raises(ResourceNotFoundError):
             qc.get_queue_properties()
@@ -297,7 +299,7 @@ def test_wrong_xml_on_put_message_is_400(server, name):
 
 
 # ------------------------------------------------------------------ header abuse
-def _signed_list_request(server: LapisProc, extra_header_lines: bytes) -> bytes:
+def _signed_list_request(server: LapisServer, extra_header_lines: bytes) -> bytes:
     path = f"/{lp.ACCOUNT}/"
     query = {"comp": "list"}
     head = lp.request_bytes("GET", server.queue_port, path, query=query, headers=lp.signed_headers("GET", path, query))
@@ -397,7 +399,7 @@ def test_slow_loris_does_not_starve_other_clients(server):
         for _ in range(3):
             assert_alive(server)
         queue = new_queue(server)
-        qc = QueueClient.from_connection_string(server.connection_string, queue, **CLIENT_KW)
+        qc = QueueClient.from_connection_string(server.conn_str(), queue, **CLIENT_KW)
         try:
             for k in range(10):
                 qc.send_message(f"m{k}")

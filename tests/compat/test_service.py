@@ -38,11 +38,8 @@ OTHER_ORIGIN = "https://evil.example.org"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = LapisServer(log_dir=tmp_path_factory.mktemp("lapis-service-log"))
-    s.start()
-    yield s
-    if s.running:
-        s.stop()
+    with LapisServer(log_dir=tmp_path_factory.mktemp("lapis-service-log")) as s:
+        yield s
 
 
 @pytest.fixture
