@@ -15,6 +15,11 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The well-known emulator account and its key (the default credentials).
+pub const DEV_ACCOUNT: &str = "devstoreaccount1";
+pub const DEV_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
 #[derive(Clone)]
 pub struct Signer {
     account: String,
@@ -104,13 +109,14 @@ impl Signer {
 mod tests {
     use super::*;
 
-    pub const DEV_KEY: &str =
-        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    fn dev_signer() -> Signer {
+        Signer::new(DEV_ACCOUNT, DEV_KEY).unwrap()
+    }
 
     /// Test vector of the wire reference, §2.1 (create queue, path-style URL).
     #[test]
     fn reference_vector_create_queue() {
-        let s = Signer::new("devstoreaccount1", DEV_KEY).unwrap();
+        let s = dev_signer();
         let sts = s.string_to_sign(
             "PUT",
             0,
@@ -136,7 +142,7 @@ mod tests {
 
     #[test]
     fn query_parameters_sorted_lowercased_decoded() {
-        let s = Signer::new("devstoreaccount1", DEV_KEY).unwrap();
+        let s = dev_signer();
         let sts = s.string_to_sign(
             "DELETE",
             0,
@@ -152,7 +158,7 @@ mod tests {
 
     #[test]
     fn content_length_signed_when_nonzero() {
-        let s = Signer::new("devstoreaccount1", DEV_KEY).unwrap();
+        let s = dev_signer();
         let sts = s.string_to_sign("POST", 1061, "application/xml", &[], "/a/q/messages", &[]);
         assert!(sts.starts_with("POST\n\n\n1061\n\napplication/xml\n"));
     }
