@@ -122,3 +122,40 @@ fn a_data_directory_serves_one_process_and_sigterm_stops_cleanly() {
     assert!(status.success(), "exit {status:?}: {err}");
     assert!(err.contains("stopped cleanly"), "{err}");
 }
+
+/// Writes three records into the queue store of `data`, then flips a byte inside the
+/// second, as a failing disk would.
+fn damage_middle_record(data: &std::path::Path) {
+    use lapis_store::{CompactionPolicy, JournalOptions, KvLog, Op, Store};
+    let dir = data.join("queues");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (kv, _) = KvLog::open(&dir, JournalOptions::default(), CompactionPolicy::default(), |_| Ok(())).unwrap();
+        for i in 0..3u8 {
+            let op = Op::Put { key: vec![b'Z', i], value: vec![i; 100] };
+            kv.commit(&[op]).unwrap().durable().await.unwrap();
+        }
+        kv.close();
+    });
+    let segment = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "seg")).unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let record_len = bytes.len() / 3;
+    bytes[record_len + record_len / 2] ^= 0xff;
+    std::fs::write(&segment, bytes).unwrap();
+}
+
+#[test]
+fn damage_mid_segment_stops_start_up_until_salvage_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    damage_middle_record(dir.path());
+    let data = dir.path().to_str().unwrap();
+    let refused = run(&["serve", "--data-dir", data, "--queue-port", "0", "--http-port", "0"]);
+    assert!(!refused.status.success());
+    let err = text(&refused.stderr);
+    assert!(err.contains("corrupt record") && err.contains("--salvage"), "{err}");
+
+    let (server, _, _) = start(&["--data-dir", data, "--salvage"]);
+    let (status, log) = terminate(server);
+    assert!(status.success(), "{log}");
+    assert!(log.contains("skipping a damaged record"), "{log}");
+}
