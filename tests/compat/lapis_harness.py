@@ -34,7 +34,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import requests
 from azure.core.exceptions import HttpResponseError
@@ -350,6 +350,22 @@ def assert_storage_error(exc: BaseException, status: int, code: str) -> None:
     header = exc.response.headers.get("x-ms-error-code")
     assert header == code, f"expected x-ms-error-code {code!r}, got {header!r}: {info}"
     assert error_code_of(exc) == code, f"expected error body Code {code!r}, got {error_code_of(exc)!r}: {info}"
+
+
+def assert_each_fails(ops: Dict[str, Callable[[], object]], status: int, code: str) -> None:
+    """Runs every named operation; each must raise a storage error with `status` and
+    `code`. Reports every operation that did not, not just the first."""
+    problems = []
+    for name, op in ops.items():
+        try:
+            op()
+            problems.append(f"{name}: no error")
+        except HttpResponseError as e:
+            try:
+                assert_storage_error(e, status, code)
+            except AssertionError as ae:
+                problems.append(f"{name}: {ae}")
+    assert not problems, "\n".join(problems)
 
 
 def parse_iso(value) -> dt.datetime:

@@ -18,7 +18,7 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
-from lapis_harness import assert_storage_error, capture_response, unique_name
+from lapis_harness import assert_each_fails, assert_storage_error, capture_response, unique_name
 
 SEVEN_DAYS = 7 * 24 * 3600
 
@@ -431,17 +431,7 @@ def test_message_operations_on_unknown_queue_are_404(queue_service, queue):
         "delete": lambda: ghost.delete_message(real.id, real.pop_receipt),
         "update": lambda: ghost.update_message(real.id, real.pop_receipt, content="x", visibility_timeout=0),
     }
-    failures = []
-    for name, op in ops.items():
-        try:
-            op()
-            failures.append(f"{name}: no error")
-        except HttpResponseError as e:
-            try:
-                assert_storage_error(e, 404, "QueueNotFound")
-            except AssertionError as ae:
-                failures.append(f"{name}: {ae}")
-    assert not failures, "\n".join(failures)
+    assert_each_fails(ops, 404, "QueueNotFound")
 
 
 # --------------------------------------------------------------------------- encoding policies
