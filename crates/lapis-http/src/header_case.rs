@@ -153,21 +153,24 @@ impl<S> CaseRecorder<S> {
         }
     }
 
-    /// Returns `bytes` with registered metadata names respelled, if any were found.
-    fn respell(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// Returns `bytes` with registered metadata names respelled (if any were found),
+    /// and whether a message head ended within them. Clearing the registered names
+    /// is left to the caller, who knows how many bytes were really written.
+    fn respell(&mut self, bytes: &[u8]) -> (Option<Vec<u8>>, bool) {
         let mut out: Option<Vec<u8>> = None;
+        let mut head_ended = false;
         for (i, &b) in bytes.iter().enumerate() {
             match self.outbound.step(b) {
-                (Found::MetadataName(len), Some(name)) if i >= len => {
+                (Found::MetadataName(len), Some(name)) if i >= len && !head_ended => {
                     if let Some(spelling) = self.names.outbound_spelling(&name).filter(|s| s.len() == len) {
                         out.get_or_insert_with(|| bytes.to_vec())[i - len..i].copy_from_slice(spelling.as_bytes());
                     }
                 }
-                (Found::EndOfHead, _) => self.names.head_written(),
+                (Found::EndOfHead, _) => head_ended = true,
                 _ => {}
             }
         }
-        out
+        (out, head_ended)
     }
 }
 
@@ -196,7 +199,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CaseRecorder<S> {
         // for the bytes actually written.
         let saved = std::mem::replace(&mut self.outbound, Scanner::new());
         self.outbound = Scanner { scan: clone_scan(&saved.scan) };
-        let rewritten = self.respell(buf);
+        let (rewritten, mut head_ended) = self.respell(buf);
         let data = rewritten.as_deref().unwrap_or(buf);
         let poll = Pin::new(&mut self.inner).poll_write(cx, data);
         match &poll {
@@ -204,9 +207,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CaseRecorder<S> {
             Poll::Ready(Ok(n)) => {
                 self.outbound = saved;
                 let n = *n;
-                let _ = self.respell(&buf[..n]);
+                head_ended = self.respell(&buf[..n]).1;
             }
-            _ => self.outbound = saved,
+            _ => {
+                self.outbound = saved;
+                head_ended = false;
+            }
+        }
+        if head_ended {
+            self.names.head_written();
         }
         poll
     }
@@ -241,11 +250,21 @@ mod tests {
         let (mut rec, names) = CaseRecorder::new(());
         names.respond_with(["Color", "camelCase"]);
         let head = b"HTTP/1.1 200 OK\r\nx-ms-meta-color: red\r\nx-ms-meta-camelcase: 1\r\nx-ms-meta-other: 2\r\n\r\n";
-        let out = rec.respell(head).unwrap();
+        let (out, ended) = rec.respell(head);
         assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
+            std::str::from_utf8(&out.unwrap()).unwrap(),
             "HTTP/1.1 200 OK\r\nx-ms-meta-Color: red\r\nx-ms-meta-camelCase: 1\r\nx-ms-meta-other: 2\r\n\r\n"
         );
-        assert!(rec.respell(b"HTTP/1.1 200 OK\r\nx-ms-meta-color: red\r\n\r\n").is_none(), "cleared after the head");
+        assert!(ended);
+        // A head split across writes is still respelled when the name itself lies in
+        // one write; the registered names stay until the caller marks the head written.
+        let (first, ended) = rec.respell(b"HTTP/1.1 200 OK\r\nx-ms-me");
+        assert!(first.is_none() && !ended);
+        let (rest, ended) = rec.respell(b"ta-color: red\r\n\r\n");
+        assert!(ended);
+        assert_eq!(rest.as_deref(), Some(&b"ta-Color: red\r\n\r\n"[..]));
+        rec.names.head_written();
+        let (after, _) = rec.respell(b"HTTP/1.1 200 OK\r\nx-ms-meta-color: red\r\n\r\n");
+        assert!(after.is_none(), "cleared after the head");
     }
 }

@@ -281,13 +281,6 @@ impl Journal {
             .map_err(|e| StoreError::Malformed { context: "read task", detail: e.to_string() })?
     }
 
-    /// Reads the payload at `loc` on the calling thread. The caller guarantees it has
-    /// been written (for example because it came from recovery or a durable commit).
-    pub fn read_blocking(&self, loc: Loc) -> StoreResult<Vec<u8>> {
-        assert!(self.shared.progress.borrow().written >= loc.lsn_end, "read of a record not yet written");
-        read_payload(&self.shared.dir, &*self.file(loc.segment)?, loc)
-    }
-
     fn file(&self, id: SegmentId) -> StoreResult<Arc<File>> {
         self.shared.files.read().get(&id).cloned().ok_or_else(|| StoreError::Malformed {
             context: "read",

@@ -224,10 +224,6 @@ impl QueueService {
         Ok(QueuePage { queues: page, next_marker })
     }
 
-    pub fn queue_exists(&self, account: &str, name: &str) -> bool {
-        self.queue(account, name).is_ok()
-    }
-
     // ---- messages -----------------------------------------------------------------
 
     pub async fn put_message(&self, account: &str, name: &str, text: String, options: PutOptions) -> QueueResult<PutReceipt> {
