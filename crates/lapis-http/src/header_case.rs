@@ -70,62 +70,72 @@ impl OriginalCase {
     }
 }
 
-enum Scan {
-    /// At the start of a line, collecting what may be a header name.
-    Name(Vec<u8>),
-    /// Inside a line that is not a tracked header name.
-    Skip,
-}
-
-/// What a scanner reports for one byte.
+/// What a scan found, at an index of the bytes it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Found {
-    Nothing,
-    /// A complete `x-ms-meta-<name>` header name ended just before this byte (the
-    /// colon); the name (without prefix) is this long.
-    MetadataName(usize),
-    /// An empty line: the end of a message head.
-    EndOfHead,
+    /// A complete `x-ms-meta-<name>` header name ends at `end` (the colon's index);
+    /// `name` is without the prefix.
+    MetadataName { end: usize, name: Vec<u8> },
+    /// An empty line ends at `end`: the end of a message head.
+    EndOfHead { end: usize },
 }
 
-/// Finds `x-ms-meta-*` header names line by line in a byte stream.
+/// Finds `x-ms-meta-*` header names line by line in a byte stream. Only the first
+/// bytes of each line are examined; the rest of a line is skipped with `memchr`, so
+/// bodies cost almost nothing.
 struct Scanner {
-    scan: Scan,
+    /// The start of the current line, while it may still be a metadata header name.
+    line: Vec<u8>,
+    /// False once the current line is known not to be one; then skip to `\n`.
+    collecting: bool,
 }
 
 impl Scanner {
     fn new() -> Self {
-        Scanner { scan: Scan::Name(Vec::new()) }
+        Scanner { line: Vec::with_capacity(32), collecting: true }
     }
 
-    fn step(&mut self, b: u8) -> (Found, Option<Vec<u8>>) {
-        let mut found = (Found::Nothing, None);
-        self.scan = match std::mem::replace(&mut self.scan, Scan::Skip) {
-            Scan::Skip if b == b'\n' => Scan::Name(Vec::new()),
-            Scan::Skip => Scan::Skip,
-            Scan::Name(name) if b == b'\n' => {
-                if name.is_empty() || name == b"\r" {
-                    found.0 = Found::EndOfHead;
-                }
-                Scan::Name(Vec::new())
-            }
-            Scan::Name(name) if b == b':' => {
-                if name.len() > PREFIX.len() && name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
-                    found = (Found::MetadataName(name.len() - PREFIX.len()), Some(name[PREFIX.len()..].to_vec()));
-                }
-                Scan::Skip
-            }
-            Scan::Name(mut name) => {
-                name.push(b);
-                let n = name.len();
-                let is_cr_only = n == 1 && b == b'\r';
-                let prefix_broken = !is_cr_only && n <= PREFIX.len() && !name[n - 1].eq_ignore_ascii_case(&PREFIX[n - 1]);
-                if prefix_broken || n > MAX_NAME {
-                    Scan::Skip
-                } else {
-                    Scan::Name(name)
+    fn scan(&mut self, bytes: &[u8]) -> Vec<Found> {
+        let mut found = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if !self.collecting {
+                match memchr::memchr(b'\n', &bytes[i..]) {
+                    Some(p) => {
+                        i += p + 1;
+                        self.line.clear();
+                        self.collecting = true;
+                        continue;
+                    }
+                    None => break,
                 }
             }
-        };
+            let b = bytes[i];
+            match b {
+                b'\n' => {
+                    if self.line.is_empty() || self.line == b"\r" {
+                        found.push(Found::EndOfHead { end: i });
+                    }
+                    self.line.clear();
+                }
+                b':' => {
+                    if self.line.len() > PREFIX.len() && self.line[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+                        found.push(Found::MetadataName { end: i, name: self.line[PREFIX.len()..].to_vec() });
+                    }
+                    self.collecting = false;
+                }
+                _ => {
+                    self.line.push(b);
+                    let n = self.line.len();
+                    let is_cr_only = n == 1 && b == b'\r';
+                    let prefix_broken = !is_cr_only && n <= PREFIX.len() && !b.eq_ignore_ascii_case(&PREFIX[n - 1]);
+                    if prefix_broken || n > MAX_NAME {
+                        self.collecting = false;
+                    }
+                }
+            }
+            i += 1;
+        }
         found
     }
 }
@@ -146,8 +156,8 @@ impl<S> CaseRecorder<S> {
     }
 
     fn observe(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            if let (Found::MetadataName(_), Some(name)) = self.inbound.step(b) {
+        for f in self.inbound.scan(bytes) {
+            if let Found::MetadataName { name, .. } = f {
                 self.names.record(&name);
             }
         }
@@ -159,25 +169,18 @@ impl<S> CaseRecorder<S> {
     fn respell(&mut self, bytes: &[u8]) -> (Option<Vec<u8>>, bool) {
         let mut out: Option<Vec<u8>> = None;
         let mut head_ended = false;
-        for (i, &b) in bytes.iter().enumerate() {
-            match self.outbound.step(b) {
-                (Found::MetadataName(len), Some(name)) if i >= len && !head_ended => {
-                    if let Some(spelling) = self.names.outbound_spelling(&name).filter(|s| s.len() == len) {
-                        out.get_or_insert_with(|| bytes.to_vec())[i - len..i].copy_from_slice(spelling.as_bytes());
+        for f in self.outbound.scan(bytes) {
+            match f {
+                Found::MetadataName { end, name } if end >= name.len() && !head_ended => {
+                    if let Some(spelling) = self.names.outbound_spelling(&name).filter(|s| s.len() == name.len()) {
+                        out.get_or_insert_with(|| bytes.to_vec())[end - name.len()..end].copy_from_slice(spelling.as_bytes());
                     }
                 }
-                (Found::EndOfHead, _) => head_ended = true,
-                _ => {}
+                Found::EndOfHead { .. } => head_ended = true,
+                Found::MetadataName { .. } => {}
             }
         }
         (out, head_ended)
-    }
-}
-
-fn clone_scan(scan: &Scan) -> Scan {
-    match scan {
-        Scan::Name(n) => Scan::Name(n.clone()),
-        Scan::Skip => Scan::Skip,
     }
 }
 
@@ -186,8 +189,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for CaseRecorder<S> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &poll {
-            let fresh = buf.filled()[before..].to_vec();
-            self.observe(&fresh);
+            self.observe(&buf.filled()[before..]);
         }
         poll
     }
@@ -197,8 +199,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CaseRecorder<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         // The scanner must see each byte once, so scan a copy and only commit the scan
         // for the bytes actually written.
-        let saved = std::mem::replace(&mut self.outbound, Scanner::new());
-        self.outbound = Scanner { scan: clone_scan(&saved.scan) };
+        let saved = Scanner { line: self.outbound.line.clone(), collecting: self.outbound.collecting };
         let (rewritten, mut head_ended) = self.respell(buf);
         let data = rewritten.as_deref().unwrap_or(buf);
         let poll = Pin::new(&mut self.inner).poll_write(cx, data);
