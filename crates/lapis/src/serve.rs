@@ -46,10 +46,17 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<DirLock> {
     Ok(DirLock(file))
 }
 
-fn open_queue_service(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<(Arc<QueueService>, Arc<dyn Store>, Option<DirLock>)> {
+/// The queue service with the store under it and, on disk, the lock on its directory.
+struct QueueBackend {
+    service: Arc<QueueService>,
+    store: Arc<dyn Store>,
+    _lock: Option<DirLock>,
+}
+
+fn open_queue_service(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<QueueBackend> {
     let Storage::Disk(dir) = &settings.storage else {
         let store: Arc<dyn Store> = Arc::new(MemoryStore);
-        return Ok((Arc::new(QueueService::new(store.clone(), clock)), store, None));
+        return Ok(QueueBackend { service: Arc::new(QueueService::new(store.clone(), clock)), store, _lock: None });
     };
     let lock = lock_data_dir(dir)?;
     let options = JournalOptions {
@@ -67,7 +74,7 @@ fn open_queue_service(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Res
     tracing::info!(records = report.records, segments = report.segments, truncated = report.truncated_bytes,
         elapsed_ms = started.elapsed().as_millis() as u64, "queue storage recovered");
     let store: Arc<dyn Store> = Arc::new(kv);
-    Ok((Arc::new(QueueService::recover(store.clone(), clock, recovery)), store, Some(lock)))
+    Ok(QueueBackend { service: Arc::new(QueueService::recover(store.clone(), clock, recovery)), store, _lock: Some(lock) })
 }
 
 async fn bind(host: std::net::IpAddr, port: u16, what: &str) -> anyhow::Result<TcpListener> {
@@ -80,7 +87,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
-    let (queues, store, _lock) = open_queue_service(&settings, clock)?;
+    let backend = open_queue_service(&settings, clock)?;
+    let (queues, store) = (backend.service.clone(), backend.store.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
 

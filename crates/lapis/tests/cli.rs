@@ -27,7 +27,7 @@ fn start(extra: &[&str]) -> (Child, u16, u16) {
     let (queue_port, http_port) = (free_port(), free_port());
     let mut args = vec!["serve".to_string(), "--queue-port".into(), queue_port.to_string(), "--http-port".into(), http_port.to_string()];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let child = lapis().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("lapis starts");
+    let mut child = lapis().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("lapis starts");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", http_port)) {
@@ -40,6 +40,8 @@ fn start(extra: &[&str]) -> (Child, u16, u16) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("lapis did not become healthy");
 }
 

@@ -138,15 +138,20 @@ fn bad_signature(sts: &str) -> SasError {
     ))
 }
 
-/// Checks an account SAS against `needs`.
-pub fn check_account_sas(
-    sas: &SasParams,
-    account: &str,
-    keys: &[Vec<u8>],
-    needs: SasNeeds,
-    now: Millis,
-    is_https: bool,
-) -> Result<(), SasError> {
+/// The request a SAS is checked for: whose keys sign it, what it needs, and when and
+/// how it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct SasRequest<'a> {
+    pub account: &'a str,
+    pub keys: &'a [Vec<u8>],
+    pub needs: SasNeeds,
+    pub now: Millis,
+    pub is_https: bool,
+}
+
+/// Checks an account SAS.
+pub fn check_account_sas(sas: &SasParams, req: SasRequest<'_>) -> Result<(), SasError> {
+    let SasRequest { account, keys, needs, now, is_https } = req;
     let sv = field(&sas.sv);
     let mut sts = format!(
         "{account}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{sv}\n",
@@ -179,18 +184,10 @@ pub fn check_account_sas(
     Ok(())
 }
 
-/// Checks a queue SAS for `queue` against `needs`. `policy` is the stored access
-/// policy named by `si`, looked up by the caller (`None` when `si` names none).
-pub fn check_queue_sas(
-    sas: &SasParams,
-    account: &str,
-    queue: &str,
-    keys: &[Vec<u8>],
-    needs: SasNeeds,
-    policy: Option<&PolicyFields>,
-    now: Millis,
-    is_https: bool,
-) -> Result<(), SasError> {
+/// Checks a queue SAS for `queue`. `policy` is the stored access policy named by
+/// `si`, looked up by the caller (`None` when `si` names none).
+pub fn check_queue_sas(sas: &SasParams, req: SasRequest<'_>, queue: &str, policy: Option<&PolicyFields>) -> Result<(), SasError> {
+    let SasRequest { account, keys, needs, now, is_https } = req;
     let sts = format!(
         "{}\n{}\n{}\n/queue/{account}/{queue}\n{}\n{}\n{}\n{}",
         field(&sas.sp),
@@ -256,20 +253,24 @@ mod tests {
         sas
     }
 
+    fn request(keys: &[Vec<u8>]) -> SasRequest<'_> {
+        SasRequest { account: "acct", keys, needs: NEEDS_PUT, now: NOW, is_https: false }
+    }
+
     #[test]
     fn account_sas_grants_and_refuses() {
         let keys = vec![b"key".to_vec()];
-        assert_eq!(check_account_sas(&account_sas("ra", "2024-01-02T00:00:00Z"), "acct", &keys, NEEDS_PUT, NOW, false), Ok(()));
+        assert_eq!(check_account_sas(&account_sas("ra", "2024-01-02T00:00:00Z"), request(&keys)), Ok(()));
         assert_eq!(
-            check_account_sas(&account_sas("r", "2024-01-02T00:00:00Z"), "acct", &keys, NEEDS_PUT, NOW, false),
+            check_account_sas(&account_sas("r", "2024-01-02T00:00:00Z"), request(&keys)),
             Err(SasError::PermissionMismatch)
         );
         assert!(matches!(
-            check_account_sas(&account_sas("a", "2023-12-31T00:00:00Z"), "acct", &keys, NEEDS_PUT, NOW, false),
+            check_account_sas(&account_sas("a", "2023-12-31T00:00:00Z"), request(&keys)),
             Err(SasError::AuthenticationFailed(_))
         ));
         assert!(matches!(
-            check_account_sas(&account_sas("a", "2024-01-02T00:00:00Z"), "acct", &[b"other".to_vec()], NEEDS_PUT, NOW, false),
+            check_account_sas(&account_sas("a", "2024-01-02T00:00:00Z"), request(&[b"other".to_vec()])),
             Err(SasError::AuthenticationFailed(_))
         ));
     }
@@ -280,11 +281,11 @@ mod tests {
         let mut sas = SasParams { sv: Some("2021-12-02".into()), si: Some("p1".into()), ..Default::default() };
         sas.sig = sign(b"key", "\n\n\n/queue/acct/q1\np1\n\n\n2021-12-02");
         let policy = PolicyFields { expiry: Some("2024-01-02T00:00:00Z".into()), permission: Some("a".into()), start: None };
-        assert_eq!(check_queue_sas(&sas, "acct", "q1", &keys, NEEDS_PUT, Some(&policy), NOW, false), Ok(()));
+        assert_eq!(check_queue_sas(&sas, request(&keys), "q1", Some(&policy)), Ok(()));
         assert!(matches!(
-            check_queue_sas(&sas, "acct", "q1", &keys, NEEDS_PUT, None, NOW, false),
+            check_queue_sas(&sas, request(&keys), "q1", None),
             Err(SasError::AuthenticationFailed(_))
         ));
-        assert!(check_queue_sas(&sas, "acct", "q2", &keys, NEEDS_PUT, Some(&policy), NOW, false).is_err());
+        assert!(check_queue_sas(&sas, request(&keys), "q2", Some(&policy)).is_err());
     }
 }

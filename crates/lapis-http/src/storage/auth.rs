@@ -2,7 +2,7 @@
 //! built from the HTTP request here, verified by the core), then account SAS and
 //! service SAS from the query string.
 
-use lapis_core::auth::sas::{self, PolicyFields, SasNeeds, SasParams};
+use lapis_core::auth::sas::{self, PolicyFields, SasNeeds, SasParams, SasRequest};
 use lapis_core::auth::{verify_any, Accounts};
 use lapis_core::clock::Millis;
 use lapis_core::time_fmt;
@@ -155,14 +155,16 @@ pub fn authenticate(req: &StorageRequest, accounts: &Accounts, needs: SasNeeds, 
     let keys = accounts
         .keys(&req.account)
         .ok_or_else(|| StorageError::authentication_failed(format!("No account named {:?}.", req.account)))?;
+    // Lapis serves plain HTTP; a SAS restricted to HTTPS is refused as Azure would.
+    let sas_request = SasRequest { account: &req.account, keys, needs, now, is_https: false };
     if params.is_account_sas() {
-        return Ok(sas::check_account_sas(&params, &req.account, keys, needs, now, false)?);
+        return Ok(sas::check_account_sas(&params, sas_request)?);
     }
     match scope {
         SasScope::AccountOnly => Err(StorageError::from(sas::SasError::PermissionMismatch)),
         SasScope::Queue { name, policy } => {
             let stored = params.si.as_deref().and_then(policy);
-            Ok(sas::check_queue_sas(&params, &req.account, name, keys, needs, stored.as_ref(), now, false)?)
+            Ok(sas::check_queue_sas(&params, sas_request, name, stored.as_ref())?)
         }
     }
 }
