@@ -353,3 +353,18 @@ def test_access_policy_on_unknown_queue_is_404(queue_service):
     with pytest.raises(ResourceNotFoundError) as ei:
         client.set_queue_access_policy({"p": AccessPolicy(permission="r", expiry=_utc(2030, 1, 1))})
     assert_storage_error(ei.value, 404, "QueueNotFound")
+
+
+def test_host_style_url_names_the_account_in_the_host(lapis, queue):
+    """Production-style addressing: `Host: devstoreaccount1.queue.localhost` and a path
+    without the account, as clients built for *.queue.core.windows.net send it."""
+    import requests
+
+    from lapis_wire import signed_headers
+
+    headers = signed_headers("GET", "/", {"comp": "list"})
+    headers["Host"] = f"devstoreaccount1.queue.localhost:{lapis.queue_port}"
+    r = requests.get(f"http://127.0.0.1:{lapis.queue_port}/?comp=list", headers=headers, timeout=10)
+    assert r.status_code == 200, r.text
+    assert f"<Name>{queue.queue_name}</Name>" in r.text
+    assert f'ServiceEndpoint="http://devstoreaccount1.queue.localhost:{lapis.queue_port}/"' in r.text

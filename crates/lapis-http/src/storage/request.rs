@@ -32,7 +32,8 @@ pub struct StorageRequest {
     pub body: Bytes,
     /// Original spellings of metadata header names on this connection.
     pub original_case: OriginalCase,
-    /// `http://host:port/account`, for `ServiceEndpoint` attributes.
+    /// `http://host:port/account` (path-style) or `http://host:port/` (host-style), for
+    /// `ServiceEndpoint` attributes.
     pub endpoint: String,
 }
 
@@ -62,10 +63,13 @@ impl StorageRequest {
         // host; IP hosts and single-label names (`localhost`) put it in the path.
         let host_name = host.split(':').next().unwrap_or("");
         let host_account = (!is_ip_host(&host) && host_name.contains('.')).then(|| host_name.split('.').next().unwrap_or("").to_string());
-        let account_segment = match host_account {
-            Some(a) => a,
-            None if segments.is_empty() => String::new(),
-            None => segments.remove(0),
+        let (account_segment, endpoint) = match host_account {
+            Some(a) => (a, format!("http://{host}/")),
+            None => {
+                let a = if segments.is_empty() { String::new() } else { segments.remove(0) };
+                let endpoint = format!("http://{host}/{a}");
+                (a, endpoint)
+            }
         };
         let (account, secondary) = match account_segment.strip_suffix("-secondary") {
             Some(a) => (a.to_string(), true),
@@ -87,7 +91,7 @@ impl StorageRequest {
         Ok(StorageRequest {
             method: parts.method,
             raw_path,
-            endpoint: format!("http://{host}/{account_segment}"),
+            endpoint,
             account,
             secondary,
             segments,
