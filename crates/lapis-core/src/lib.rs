@@ -10,6 +10,7 @@
 //! persists through the [`lapis_store::Store`] trait.
 
 pub mod auth;
+pub mod body;
 pub mod clock;
 pub mod queue;
 pub mod time_fmt;

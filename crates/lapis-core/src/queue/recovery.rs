@@ -78,8 +78,7 @@ impl Recovery {
                 }
                 Key::MessageBody { queue_id, message_id } => {
                     self.drop_body((queue_id, message_id));
-                    let text = String::from_utf8_lossy(value).into_owned();
-                    let body = hold_body(&self.budget, self.keeps_values, text);
+                    let body = hold_body(&self.budget, self.keeps_values, value.to_vec());
                     self.bodies.insert((queue_id, message_id), body);
                 }
                 Key::MessagesOf { .. } | Key::Unknown => tracing::warn!("recovery: ignoring an unknown key"),

@@ -101,7 +101,7 @@ impl QueueService {
 
     /// Keeps `text` in memory if the store cannot read it back or the budget allows.
     fn hold_body(&self, text: String) -> Body {
-        hold_body(&self.inline_budget, self.store.keeps_values_on_disk(), text)
+        hold_body(&self.inline_budget, self.store.keeps_values_on_disk(), text.into_bytes())
     }
 
     fn release_body(&self, body: &Body) {
@@ -325,7 +325,7 @@ impl QueueService {
         let mut out = Vec::with_capacity(taken.len());
         for (id, m) in taken {
             let text = match &m.body {
-                Body::Inline(t) => t.to_string(),
+                Body::Inline(t) => String::from_utf8_lossy(t).into_owned(),
                 Body::Stored { .. } => match self.store.read(&codec::body_key(queue_id, id)).await? {
                     Some(bytes) => String::from_utf8(bytes).unwrap_or_default(),
                     // Deleted or cleared by someone else since we looked.

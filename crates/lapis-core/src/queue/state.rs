@@ -2,56 +2,11 @@
 //! they become visible. Callers hold the queue's lock while using it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+
+pub use crate::body::{hold_body, release_body, Body, DEFAULT_INLINE_BODY_BUDGET};
 
 use super::codec::{MessageState, QueueRecord};
 use crate::clock::Millis;
-
-/// Where a message's text is: in memory, or only in the store.
-#[derive(Debug, Clone)]
-pub enum Body {
-    Inline(Arc<str>),
-    Stored { len: u32 },
-}
-
-impl Body {
-    pub fn len(&self) -> usize {
-        match self {
-            Body::Inline(t) => t.len(),
-            Body::Stored { len } => *len as usize,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Memory allowed for message texts kept inline when the store can read them back.
-pub const DEFAULT_INLINE_BODY_BUDGET: i64 = 64 << 20;
-
-/// Keeps `text` in memory when the store cannot read it back, or while `budget`
-/// lasts; otherwise only its length is kept and the text is read from the store.
-pub fn hold_body(budget: &AtomicI64, store_keeps_values: bool, text: String) -> Body {
-    if !store_keeps_values {
-        return Body::Inline(text.into());
-    }
-    let len = text.len() as i64;
-    if budget.fetch_sub(len, Ordering::Relaxed) >= len {
-        Body::Inline(text.into())
-    } else {
-        budget.fetch_add(len, Ordering::Relaxed);
-        Body::Stored { len: len as u32 }
-    }
-}
-
-/// Returns an inline body's memory to `budget`.
-pub fn release_body(budget: &AtomicI64, store_keeps_values: bool, body: &Body) {
-    if let (Body::Inline(t), true) = (body, store_keeps_values) {
-        budget.fetch_add(t.len() as i64, Ordering::Relaxed);
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -150,7 +105,7 @@ mod tests {
     fn msg(seq: u64, visible: Millis, expires: Millis) -> Message {
         Message {
             state: MessageState { seq, inserted: 0, expires, visible, dequeue_count: 0, pop_receipt: [0; 12] },
-            body: Body::Inline("x".into()),
+            body: Body::Inline(b"x".to_vec().into()),
         }
     }
 

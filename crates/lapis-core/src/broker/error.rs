@@ -1,0 +1,28 @@
+//! The ways a Service Bus operation can be refused; each maps to one AMQP error
+//! condition at the adapter edge.
+
+use lapis_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("The messaging entity '{0}' could not be found.")]
+    EntityNotFound(String),
+    #[error("The messaging entity '{0}' already exists.")]
+    EntityAlreadyExists(String),
+    #[error("The entity name '{0}' is not valid: 1-260 characters of letters, digits, '.', '-', '_' and '/', not starting or ending with '/'.")]
+    InvalidEntityName(String),
+    #[error("The lock supplied is invalid. Either the lock expired, or the message has already been removed from the queue.")]
+    MessageLockLost,
+    #[error("The message with sequence number {0} was not found.")]
+    MessageNotFound(i64),
+    #[error("The message of {size} bytes exceeds the maximum message size of {limit} bytes.")]
+    MessageSizeExceeded { size: u64, limit: u64 },
+    #[error("The entity '{0}' is full: its maximum size is reached.")]
+    QuotaExceeded(String),
+    #[error("{0}")]
+    InvalidOperation(String),
+    #[error("storage failure: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub type BrokerResult<T> = Result<T, BrokerError>;
