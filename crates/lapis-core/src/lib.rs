@@ -1,6 +1,8 @@
 //! The semantics of the services Lapis runs, written once and shared by every protocol
 //! adapter.
 //!
+//! - [`broker`]: Service Bus queues (peek-lock, settlement, dead-lettering, TTL,
+//!   scheduling, duplicate detection, deferral).
 //! - [`queue`]: Azure Storage Queues (visibility timeouts, pop receipts, TTL, ACLs,
 //!   service properties and CORS rules).
 //! - [`auth`]: storage accounts and keys, HMAC signatures, SAS rules.
@@ -10,6 +12,7 @@
 //! persists through the [`lapis_store::Store`] trait.
 
 pub mod auth;
+pub mod broker;
 pub mod body;
 pub mod clock;
 pub mod queue;

@@ -1,0 +1,163 @@
+//! One entity's messages in memory and the indexes the broker serves from: what is
+//! available in each sub-queue (in sequence order), what is scheduled, and which lock
+//! token holds which message. Callers hold the entity's lock while using it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use uuid::Uuid;
+
+use super::codec::{EntityRecord, MessageMeta};
+use super::model::{MessageState, SubQueue};
+use crate::body::Body;
+use crate::clock::Millis;
+
+/// A peek-lock held by a receiver. Locks are not persisted: after a restart every
+/// message is available again, as after a lock expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lock {
+    pub token: Uuid,
+    pub until: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub meta: MessageMeta,
+    pub body: Body,
+    pub lock: Option<Lock>,
+}
+
+fn sub_index(sub: SubQueue) -> usize {
+    match sub {
+        SubQueue::Main => 0,
+        SubQueue::DeadLetter => 1,
+    }
+}
+
+#[derive(Debug)]
+pub struct EntityState {
+    pub record: EntityRecord,
+    messages: BTreeMap<i64, StoredMessage>,
+    /// Active, unlocked messages per sub-queue, by sequence number.
+    available: [BTreeSet<i64>; 2],
+    /// Scheduled messages by (due, sequence).
+    scheduled: BTreeSet<(Millis, i64)>,
+    locks: HashMap<Uuid, i64>,
+    /// Message id → when first seen, for duplicate detection.
+    pub seen_ids: HashMap<String, Millis>,
+    next_seq: i64,
+    size_bytes: u64,
+}
+
+impl EntityState {
+    pub fn new(record: EntityRecord) -> Self {
+        EntityState {
+            record,
+            messages: BTreeMap::new(),
+            available: [BTreeSet::new(), BTreeSet::new()],
+            scheduled: BTreeSet::new(),
+            locks: HashMap::new(),
+            seen_ids: HashMap::new(),
+            next_seq: 1,
+            size_bytes: 0,
+        }
+    }
+
+    pub fn take_seq(&mut self) -> i64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    pub fn count(&self, sub: SubQueue) -> usize {
+        self.messages.values().filter(|m| m.meta.sub_queue == sub).count()
+    }
+
+    pub fn get(&self, seq: i64) -> Option<&StoredMessage> {
+        self.messages.get(&seq)
+    }
+
+    pub fn seq_of_lock(&self, token: &Uuid) -> Option<i64> {
+        self.locks.get(token).copied()
+    }
+
+    /// Inserts or replaces a message, keeping every index in step.
+    pub fn put(&mut self, m: StoredMessage) {
+        let seq = m.meta.seq;
+        if let Some(old) = self.remove(seq) {
+            drop(old);
+        }
+        self.next_seq = self.next_seq.max(seq + 1);
+        self.size_bytes += m.body.len() as u64;
+        if let Some(lock) = m.lock {
+            self.locks.insert(lock.token, seq);
+        } else {
+            match m.meta.state {
+                MessageState::Active => {
+                    self.available[sub_index(m.meta.sub_queue)].insert(seq);
+                }
+                MessageState::Scheduled => {
+                    self.scheduled.insert((m.meta.scheduled_at.unwrap_or(0), seq));
+                }
+                MessageState::Deferred => {}
+            }
+        }
+        self.messages.insert(seq, m);
+    }
+
+    pub fn remove(&mut self, seq: i64) -> Option<StoredMessage> {
+        let m = self.messages.remove(&seq)?;
+        self.size_bytes -= m.body.len() as u64;
+        self.available[sub_index(m.meta.sub_queue)].remove(&seq);
+        self.scheduled.remove(&(m.meta.scheduled_at.unwrap_or(0), seq));
+        if let Some(lock) = m.lock {
+            self.locks.remove(&lock.token);
+        }
+        Some(m)
+    }
+
+    /// Removes every message, returning them.
+    pub fn clear(&mut self) -> Vec<StoredMessage> {
+        let seqs: Vec<i64> = self.messages.keys().copied().collect();
+        seqs.into_iter().filter_map(|s| self.remove(s)).collect()
+    }
+
+    /// Turns scheduled messages that are due into active ones (in memory: a restart
+    /// re-derives the same from the due time).
+    pub fn promote_due(&mut self, now: Millis) {
+        let due: Vec<(Millis, i64)> = self.scheduled.range(..=(now, i64::MAX)).copied().collect();
+        for (_, seq) in due {
+            if let Some(mut m) = self.remove(seq) {
+                m.meta.state = MessageState::Active;
+                self.put(m);
+            }
+        }
+    }
+
+    /// Up to `n` available messages of `sub`, in sequence order.
+    pub fn available(&self, sub: SubQueue, n: usize) -> Vec<i64> {
+        self.available[sub_index(sub)].iter().take(n).copied().collect()
+    }
+
+    /// Messages whose lock has run out at `now`.
+    pub fn expired_locks(&self, now: Millis) -> Vec<i64> {
+        self.locks.values().filter(|seq| self.messages[seq].lock.is_some_and(|l| l.until <= now)).copied().collect()
+    }
+
+    /// Messages of any state from sequence number `from` on, for peek.
+    pub fn browse(&self, sub: SubQueue, from: i64, n: usize) -> Vec<i64> {
+        self.messages.range(from..).filter(|(_, m)| m.meta.sub_queue == sub).take(n).map(|(s, _)| *s).collect()
+    }
+
+    /// Every message that has outlived its time to live at `now` and is not locked.
+    pub fn expired(&self, now: Millis) -> Vec<i64> {
+        self.messages
+            .values()
+            .filter(|m| m.lock.is_none() && m.meta.sub_queue == SubQueue::Main && m.meta.expires_at.is_some_and(|e| e <= now))
+            .map(|m| m.meta.seq)
+            .collect()
+    }
+}
