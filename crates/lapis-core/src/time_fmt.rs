@@ -75,3 +75,83 @@ mod tests {
         assert_eq!(parse_rfc1123("Mon, 01 Jan 2024 00:00:00 GMT"), Some(1_704_067_200_000));
     }
 }
+
+/// Parses an ISO 8601 duration as Service Bus configuration writes them (`PT1M`,
+/// `P1DT2H`, `PT0.5S`, `P14D`), to milliseconds. Years and months are not accepted:
+/// they have no fixed length.
+pub fn parse_duration(text: &str) -> Option<Millis> {
+    let rest = text.trim().strip_prefix('P')?;
+    let (date, time) = match rest.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (rest, None),
+    };
+    let mut total = 0f64;
+    let mut any = false;
+    let mut take = |part: &str, units: &[(char, f64)]| -> Option<()> {
+        let mut number = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                number.push(c);
+            } else {
+                let (_, scale) = units.iter().find(|(u, _)| *u == c)?;
+                total += number.parse::<f64>().ok()? * scale;
+                number.clear();
+                any = true;
+            }
+        }
+        number.is_empty().then_some(())
+    };
+    take(date, &[('W', 604_800_000.0), ('D', 86_400_000.0)])?;
+    if let Some(t) = time {
+        if t.is_empty() {
+            return None;
+        }
+        take(t, &[('H', 3_600_000.0), ('M', 60_000.0), ('S', 1_000.0)])?;
+    }
+    (any && total.is_finite() && total <= i64::MAX as f64).then_some(total.round() as Millis)
+}
+
+/// Formats milliseconds as an ISO 8601 duration (`PT1M`, `P1DT2H`, `PT0.5S`).
+pub fn format_duration(ms: Millis) -> String {
+    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
+    let (h, m, s_ms) = (rest / 3_600_000, rest % 3_600_000 / 60_000, rest % 60_000);
+    let mut out = String::from("P");
+    if days > 0 {
+        out.push_str(&format!("{days}D"));
+    }
+    if rest > 0 || days == 0 {
+        out.push('T');
+        if h > 0 {
+            out.push_str(&format!("{h}H"));
+        }
+        if m > 0 {
+            out.push_str(&format!("{m}M"));
+        }
+        if s_ms > 0 || (h == 0 && m == 0) {
+            if s_ms % 1000 == 0 {
+                out.push_str(&format!("{}S", s_ms / 1000));
+            } else {
+                out.push_str(&format!("{}S", s_ms as f64 / 1000.0));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip() {
+        for (text, ms) in [("PT1M", 60_000), ("PT20S", 20_000), ("P1DT2H", 93_600_000), ("PT0.5S", 500), ("P14D", 1_209_600_000), ("P1W", 604_800_000)] {
+            assert_eq!(parse_duration(text), Some(ms), "{text}");
+        }
+        for ms in [60_000, 20_000, 93_600_000, 500, 1_209_600_000, 0, 3_723_000] {
+            assert_eq!(parse_duration(&format_duration(ms)), Some(ms), "{ms}");
+        }
+        for bad in ["", "P", "PT", "1M", "P1M", "PT1X", "PT1", "P1Y"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+}
