@@ -18,6 +18,70 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the endpoints and connection strings `serve` would use, then exit.
     ConnectionStrings(ServeArgs),
+    /// Manage Service Bus entities of a running server (through its admin API).
+    Sb(SbArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SbArgs {
+    #[command(subcommand)]
+    pub command: SbCommand,
+    /// The server's HTTP port (admin API).
+    #[arg(long, global = true, env = "LAPIS_ADMIN_ENDPOINT", default_value = "http://127.0.0.1:5300")]
+    pub endpoint: String,
+    /// Name of the shared access key that signs requests.
+    #[arg(long, global = true, env = "LAPIS_SAS_KEY_NAME", default_value = lapis_core::auth::sas_token::DEV_KEY_NAME)]
+    pub key_name: String,
+    /// The shared access key itself.
+    #[arg(long, global = true, env = "LAPIS_SAS_KEY", default_value = lapis_core::auth::sas_token::DEV_KEY)]
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SbCommand {
+    /// Queues: create, update, show, list, delete.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum QueueAction {
+    /// Create a queue (fails if it exists). Unset properties take Azure's defaults.
+    Create(QueueFlags),
+    /// Change a queue's properties (only those given).
+    Update(QueueFlags),
+    /// Show one queue's properties and message counts.
+    Show { name: String },
+    /// List every queue.
+    List,
+    /// Delete a queue and its messages.
+    Delete { name: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QueueFlags {
+    pub name: String,
+    /// ISO 8601 duration, e.g. PT30S (5 s to 5 min).
+    #[arg(long)]
+    pub lock_duration: Option<String>,
+    #[arg(long)]
+    pub max_delivery_count: Option<u32>,
+    /// ISO 8601 duration, e.g. PT1H.
+    #[arg(long = "default-ttl")]
+    pub default_message_ttl: Option<String>,
+    #[arg(long)]
+    pub dead_letter_on_expiration: Option<bool>,
+    #[arg(long)]
+    pub requires_session: Option<bool>,
+    /// Turns duplicate detection on with this window (ISO 8601 duration).
+    #[arg(long)]
+    pub duplicate_detection_window: Option<String>,
+    #[arg(long)]
+    pub max_size_mb: Option<u64>,
+    #[arg(long)]
+    pub max_message_kb: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -64,6 +128,10 @@ pub struct ServeArgs {
     /// name adds a second key).
     #[arg(long = "account", env = "LAPIS_ACCOUNTS", value_delimiter = ',')]
     pub accounts: Vec<String>,
+    /// Service Bus shared access key as NAME:KEY (repeatable). On loopback the
+    /// emulator's RootManageSharedAccessKey / SAS_KEY_VALUE is accepted too.
+    #[arg(long = "sas-key", env = "LAPIS_SAS_KEYS", value_delimiter = ',')]
+    pub sas_keys: Vec<String>,
     /// Log filter, e.g. `info` or `lapis_store=debug`.
     #[arg(long, env = "LAPIS_LOG_LEVEL")]
     pub log_level: Option<String>,

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use lapis_core::auth::sas_token::SasKeys;
 use lapis_core::auth::Accounts;
 
 use crate::cli::{DurabilityArg, ServeArgs};
@@ -27,6 +28,8 @@ struct FileSettings {
     durability: Option<DurabilityArg>,
     #[serde(default)]
     accounts: Vec<String>,
+    #[serde(default)]
+    sas_keys: Vec<String>,
     log_level: Option<String>,
 }
 
@@ -34,6 +37,9 @@ struct FileSettings {
 struct ConfigFile {
     #[serde(rename = "Lapis", default)]
     lapis: FileSettings,
+    /// The Service Bus emulator's section, accepted as it is.
+    #[serde(rename = "UserConfig", default)]
+    user_config: Option<crate::servicebus::UserConfig>,
 }
 
 /// Where durable state lives.
@@ -57,17 +63,21 @@ pub struct Settings {
     pub log_level: String,
     pub enable_test_clock: bool,
     pub salvage: bool,
+    /// Service Bus entities declared in the config file.
+    pub servicebus: Option<crate::servicebus::UserConfig>,
+    /// Keys that sign Service Bus tokens (admin API, and later CBS).
+    pub sas_keys: lapis_core::auth::sas_token::SasKeys,
 }
 
 impl Settings {
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
-        let file = match &args.config {
+        let (file, servicebus) = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
                 let parsed: ConfigFile = serde_json::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
-                parsed.lapis
+                (parsed.lapis, parsed.user_config)
             }
-            None => FileSettings::default(),
+            None => (FileSettings::default(), None),
         };
         let host_text = args.host.or(file.host).unwrap_or_else(|| "127.0.0.1".into());
         let host: IpAddr = host_text.parse().with_context(|| format!("--host {host_text:?} is not an IP address"))?;
@@ -81,15 +91,23 @@ impl Settings {
         for spec in file.accounts.iter().chain(args.accounts.iter()) {
             accounts.add_spec(spec).context("--account")?;
         }
+        let mut sas_keys = SasKeys::with_dev_key();
+        for spec in file.sas_keys.iter().chain(args.sas_keys.iter()) {
+            let (name, key) = spec.split_once(':').filter(|(n, k)| !n.is_empty() && !k.is_empty()).with_context(|| {
+                format!("--sas-key {spec:?} is not NAME:KEY")
+            })?;
+            sas_keys.insert(name, key);
+        }
         if !host.is_loopback() {
-            if !accounts.has_custom() {
+            if !accounts.has_custom() || !sas_keys.has_custom() {
                 bail!(
                     "refusing to listen on {host}: off loopback every request must be authenticated with a real key, \
-                     and the development account's key is public. Give at least one --account NAME:BASE64KEY, \
-                     or listen on 127.0.0.1."
+                     and the development keys are public. Give at least one --account NAME:BASE64KEY (storage) \
+                     and one --sas-key NAME:KEY (Service Bus and the admin API), or listen on 127.0.0.1."
                 );
             }
             accounts = accounts.without_dev_account();
+            sas_keys = sas_keys.without_dev_key();
         }
         Ok(Settings {
             storage,
@@ -106,6 +124,8 @@ impl Settings {
             log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
             enable_test_clock: args.enable_test_clock,
             salvage: args.salvage,
+            servicebus,
+            sas_keys,
         })
     }
 }

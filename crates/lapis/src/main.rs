@@ -4,7 +4,9 @@
 mod cli;
 mod config;
 mod endpoints;
+mod sb_cli;
 mod serve;
+mod servicebus;
 
 use clap::Parser;
 
@@ -12,6 +14,7 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Sb(args) => sb_cli::run(args),
         cli::Command::ConnectionStrings(args) => config::Settings::resolve(args).map(|s| {
             print!("{}", endpoints::banner(&s));
         }),

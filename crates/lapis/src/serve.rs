@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use lapis_core::broker::Broker;
 use lapis_core::queue::{QueueService, Recovery};
 use lapis_core::{Clock, ShiftableClock, SystemClock};
 use lapis_http::admin::AdminApi;
@@ -18,10 +19,12 @@ use tokio::sync::watch;
 use crate::cli::{DurabilityArg, ServeArgs};
 use crate::config::{Settings, Storage};
 use crate::endpoints;
+use crate::servicebus;
 
 const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(30);
 const COMPACTION_CHECK_EVERY: Duration = Duration::from_secs(5);
 const RELAXED_SYNC_INTERVAL: Duration = Duration::from_millis(50);
+const BROKER_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
@@ -59,14 +62,7 @@ fn open_queue_service(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Res
         return Ok(QueueBackend { service: Arc::new(QueueService::new(store.clone(), clock)), store, _lock: None });
     };
     let lock = lock_data_dir(dir)?;
-    let options = JournalOptions {
-        durability: match settings.durability {
-            DurabilityArg::Strict => Durability::Strict,
-            DurabilityArg::Relaxed => Durability::Relaxed { interval: RELAXED_SYNC_INTERVAL },
-        },
-        salvage: settings.salvage,
-        ..Default::default()
-    };
+    let options = journal_options(settings);
     let mut recovery = Recovery::new(true);
     let started = std::time::Instant::now();
     let (kv, report) = KvLog::open(&dir.join("queues"), options, CompactionPolicy::default(), recovery.visitor())
@@ -75,6 +71,17 @@ fn open_queue_service(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Res
         elapsed_ms = started.elapsed().as_millis() as u64, "queue storage recovered");
     let store: Arc<dyn Store> = Arc::new(kv);
     Ok(QueueBackend { service: Arc::new(QueueService::recover(store.clone(), clock, recovery)), store, _lock: Some(lock) })
+}
+
+fn journal_options(settings: &Settings) -> JournalOptions {
+    JournalOptions {
+        durability: match settings.durability {
+            DurabilityArg::Strict => Durability::Strict,
+            DurabilityArg::Relaxed => Durability::Relaxed { interval: RELAXED_SYNC_INTERVAL },
+        },
+        salvage: settings.salvage,
+        ..Default::default()
+    }
 }
 
 async fn bind(host: std::net::IpAddr, port: u16, what: &str) -> anyhow::Result<TcpListener> {
@@ -87,8 +94,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
-    let backend = open_queue_service(&settings, clock)?;
+    let backend = open_queue_service(&settings, clock.clone())?;
     let (queues, store) = (backend.service.clone(), backend.store.clone());
+    let sb_dir = match &settings.storage {
+        Storage::Disk(dir) => Some(dir.join("servicebus")),
+        Storage::Memory => None,
+    };
+    let servicebus = servicebus::open(sb_dir.as_deref(), journal_options(&settings), clock, settings.servicebus.as_ref()).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
 
@@ -103,19 +115,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     if settings.http_port != 0 {
         let listener = bind(settings.host, settings.http_port, "HTTP").await?;
-        let admin = Arc::new(AdminApi { test_clock });
+        let admin = Arc::new(AdminApi { test_clock, broker: servicebus.broker.clone(), sas_keys: settings.sas_keys.clone() });
         servers.spawn(lapis_http::server::serve(listener, move |req| admin.clone().handle(req), shutdown_rx.clone()));
     }
     print!("{}", endpoints::banner(&settings));
 
     let maintenance = tokio::spawn(maintain(queues.clone(), store.clone()));
+    let broker_upkeep = tokio::spawn(maintain_broker(servicebus.broker.clone(), servicebus.store.clone()));
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = shutdown_tx.send(true);
     while servers.join_next().await.is_some() {}
     maintenance.abort();
-    let closing = store.clone();
-    tokio::task::spawn_blocking(move || closing.close()).await?;
+    broker_upkeep.abort();
+    for closing in [store.clone(), servicebus.store.clone()] {
+        tokio::task::spawn_blocking(move || closing.close()).await?;
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }
@@ -123,7 +138,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// Background upkeep: purge expired messages, compact storage.
 async fn maintain(queues: Arc<QueueService>, store: Arc<dyn Store>) {
     let mut sweep = tokio::time::interval(EXPIRY_SWEEP_EVERY);
-    let mut compact = tokio::time::interval(COMPACTION_CHECK_EVERY);
+    let mut compact_tick = tokio::time::interval(COMPACTION_CHECK_EVERY);
     loop {
         tokio::select! {
             _ = sweep.tick() => {
@@ -131,17 +146,32 @@ async fn maintain(queues: Arc<QueueService>, store: Arc<dyn Store>) {
                     tracing::warn!(error = %e, "expiry sweep failed");
                 }
             }
-            _ = compact.tick() => {
-                loop {
-                    match store.maintain().await {
-                        Ok(true) => continue,
-                        Ok(false) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "compaction failed");
-                            break;
-                        }
-                    }
-                }
+            _ = compact_tick.tick() => compact(&store).await,
+        }
+    }
+}
+
+/// Background upkeep of the broker: lock expiry, TTL, duplicate-detection history, and
+/// compaction of its store.
+async fn maintain_broker(broker: Arc<Broker>, store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(BROKER_UPKEEP_EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(e) = broker.maintain().await {
+            tracing::warn!(error = %e, "broker upkeep failed");
+        }
+        compact(&store).await;
+    }
+}
+
+async fn compact(store: &Arc<dyn Store>) {
+    loop {
+        match store.maintain().await {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "compaction failed");
+                break;
             }
         }
     }

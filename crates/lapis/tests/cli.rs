@@ -1,58 +1,11 @@
 //! The `lapis` command line as a user runs it: version, connection strings, config
 //! file, the off-loopback safety check, the data-directory lock and clean shutdown.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn lapis() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lapis"))
-}
+use std::io::{BufRead, BufReader};
 
-fn run(args: &[&str]) -> Output {
-    lapis().args(args).output().expect("lapis runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Starts `lapis serve` on free ports and waits until /health answers.
-fn start(extra: &[&str]) -> (Child, u16, u16) {
-    let (queue_port, http_port) = (free_port(), free_port());
-    let mut args = vec!["serve".to_string(), "--queue-port".into(), queue_port.to_string(), "--http-port".into(), http_port.to_string()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let mut child = lapis().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("lapis starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", http_port)) {
-            let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut reply = String::new();
-            let _ = s.read_to_string(&mut reply);
-            if reply.starts_with("HTTP/1.1 200") {
-                return (child, queue_port, http_port);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("lapis did not become healthy");
-}
-
-fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    (status, err)
-}
+use common::{run, start, terminate, text};
 
 #[test]
 fn version_is_printed() {
@@ -93,6 +46,9 @@ fn refuses_to_listen_beyond_loopback_without_real_keys() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("refusing to listen on 0.0.0.0") && err.contains("--account"), "{err}");
+    let storage_only = run(&["serve", "--in-memory", "--host", "0.0.0.0", "--account", "prod1:a2V5"]);
+    assert!(!storage_only.status.success(), "a storage key alone does not secure Service Bus and the admin API");
+    assert!(text(&storage_only.stderr).contains("--sas-key"));
     let bad = run(&["serve", "--in-memory", "--account", "not-a-spec"]);
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("NAME:BASE64KEY"));
@@ -100,7 +56,7 @@ fn refuses_to_listen_beyond_loopback_without_real_keys() {
 
 #[test]
 fn beyond_loopback_the_development_account_is_not_offered() {
-    let out = run(&["connection-strings", "--host", "0.0.0.0", "--account", "prod1:a2V5"]);
+    let out = run(&["connection-strings", "--host", "0.0.0.0", "--account", "prod1:a2V5", "--sas-key", "ops:secret"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success());
     assert!(stdout.contains("AccountName=prod1;") && !stdout.contains("devstoreaccount1"), "{stdout}");

@@ -10,11 +10,13 @@ mod codec;
 mod entity;
 pub mod error;
 pub mod model;
+pub mod properties;
 mod recovery;
 mod service;
 
 pub use error::{BrokerError, BrokerResult};
 pub use model::*;
+pub use properties::{Defaults, QueueProperties};
 pub use recovery::BrokerRecovery;
 pub use service::{parse_address, Broker, DEAD_LETTER_SUFFIX};
 

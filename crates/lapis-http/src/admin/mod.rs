@@ -1,6 +1,9 @@
-//! The HTTP port's own endpoints: `GET /health` for readiness, and, when the server
-//! runs with `--enable-test-clock`, `POST /_lapis/clock/advance?seconds=N`, which
-//! moves the services' clock forward so tests need not sleep.
+//! The HTTP port's own endpoints: `GET /health` for readiness; the admin API
+//! (`/admin/servicebus/queues[/NAME]`, see [`servicebus`]); and, when the server runs
+//! with `--enable-test-clock`, `POST /_lapis/clock/advance?seconds=N`, which moves the
+//! services' clock forward so tests need not sleep.
+
+mod servicebus;
 
 use std::sync::Arc;
 
@@ -8,6 +11,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use lapis_core::auth::sas_token::SasKeys;
+use lapis_core::broker::Broker;
 use lapis_core::ShiftableClock;
 
 use crate::server::HttpResponse;
@@ -15,7 +20,13 @@ use crate::server::HttpResponse;
 pub struct AdminApi {
     /// Present only when the test clock is enabled.
     pub test_clock: Option<Arc<ShiftableClock>>,
+    pub broker: Arc<Broker>,
+    /// Keys that sign admin requests' tokens.
+    pub sas_keys: SasKeys,
 }
+
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
     Response::builder()
@@ -49,6 +60,7 @@ impl AdminApi {
                     None => text(StatusCode::BAD_REQUEST, "seconds must be a non-negative number\n"),
                 }
             }
+            (_, path) if path.starts_with(servicebus::PREFIX) => servicebus::handle(&self, req).await,
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }

@@ -1,0 +1,178 @@
+//! Queue properties in Azure's naming, as the Service Bus emulator's `Config.json` and
+//! Lapis's admin API write them (`LockDuration: "PT1M"`, `MaxDeliveryCount: 3`, …),
+//! and their translation to [`QueueConfig`] with Azure's bounds.
+
+use serde::{Deserialize, Serialize};
+
+use super::model::QueueConfig;
+use crate::time_fmt::{format_duration, parse_duration};
+
+/// The properties object of one queue. Absent fields take the defaults chosen by the
+/// caller: the emulator's for `Config.json`, Azure's for the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct QueueProperties {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_lettering_on_message_expiration: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_message_time_to_live: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_detection_history_time_window: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_dead_lettered_messages_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_duration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_delivery_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requires_duplicate_detection: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requires_session: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_size_in_megabytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message_size_in_kilobytes: Option<u64>,
+}
+
+/// Whose defaults fill absent properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defaults {
+    /// Microsoft's Service Bus emulator: TTL 1 h, duplicate window 20 s, 3 deliveries.
+    Emulator,
+    /// Azure Service Bus: no TTL, duplicate window 10 min, 10 deliveries.
+    Azure,
+}
+
+/// Azure's bounds.
+const LOCK_MS: (i64, i64) = (5_000, 300_000);
+const DUPLICATE_WINDOW_MS: (i64, i64) = (20_000, 7 * 86_400_000);
+const MESSAGE_KB: (u64, u64) = (1, 100 * 1024);
+
+fn duration(name: &str, text: &Option<String>, default: Option<i64>) -> Result<Option<i64>, String> {
+    match text {
+        None => Ok(default),
+        Some(t) => parse_duration(t).map(Some).ok_or_else(|| format!("{name} {t:?} is not an ISO 8601 duration such as PT1M")),
+    }
+}
+
+fn within(name: &str, value: i64, (min, max): (i64, i64)) -> Result<(), String> {
+    if value < min || value > max {
+        return Err(format!("{name} must be between {} and {}", format_duration(min), format_duration(max)));
+    }
+    Ok(())
+}
+
+impl QueueProperties {
+    /// The configuration these properties describe, or why they are invalid.
+    pub fn to_config(&self, defaults: Defaults) -> Result<QueueConfig, String> {
+        let (ttl, window, deliveries) = match defaults {
+            Defaults::Emulator => (Some(3_600_000), 20_000, 3),
+            Defaults::Azure => (None, 600_000, 10),
+        };
+        for (name, target) in [("ForwardTo", &self.forward_to), ("ForwardDeadLetteredMessagesTo", &self.forward_dead_lettered_messages_to)] {
+            if target.as_deref().is_some_and(|t| !t.is_empty()) {
+                return Err(format!("{name} is not supported by Lapis yet"));
+            }
+        }
+        let lock = duration("LockDuration", &self.lock_duration, Some(60_000))?.unwrap_or(60_000);
+        within("LockDuration", lock, LOCK_MS)?;
+        let ttl = duration("DefaultMessageTimeToLive", &self.default_message_time_to_live, ttl)?;
+        if ttl.is_some_and(|t| t <= 0) {
+            return Err("DefaultMessageTimeToLive must be positive".into());
+        }
+        let window = duration("DuplicateDetectionHistoryTimeWindow", &self.duplicate_detection_history_time_window, Some(window))?
+            .unwrap_or(window);
+        within("DuplicateDetectionHistoryTimeWindow", window, DUPLICATE_WINDOW_MS)?;
+        let max_delivery_count = self.max_delivery_count.unwrap_or(deliveries);
+        if max_delivery_count == 0 {
+            return Err("MaxDeliveryCount must be at least 1".into());
+        }
+        let message_kb = self.max_message_size_in_kilobytes.unwrap_or(256);
+        if message_kb < MESSAGE_KB.0 || message_kb > MESSAGE_KB.1 {
+            return Err(format!("MaxMessageSizeInKilobytes must be between {} and {}", MESSAGE_KB.0, MESSAGE_KB.1));
+        }
+        let size_mb = self.max_size_in_megabytes.unwrap_or(1024);
+        if size_mb == 0 {
+            return Err("MaxSizeInMegabytes must be positive".into());
+        }
+        Ok(QueueConfig {
+            lock_duration_ms: lock,
+            max_delivery_count,
+            default_ttl_ms: ttl,
+            dead_letter_on_expiration: self.dead_lettering_on_message_expiration.unwrap_or(false),
+            requires_session: self.requires_session.unwrap_or(false),
+            duplicate_detection_window_ms: self.requires_duplicate_detection.unwrap_or(false).then_some(window),
+            max_size_bytes: size_mb << 20,
+            max_message_bytes: message_kb << 10,
+        })
+    }
+
+    /// These properties over `base`: every property named here replaces `base`'s (an
+    /// update that names only what changes).
+    pub fn over(self, base: QueueProperties) -> QueueProperties {
+        QueueProperties {
+            dead_lettering_on_message_expiration: self.dead_lettering_on_message_expiration.or(base.dead_lettering_on_message_expiration),
+            default_message_time_to_live: self.default_message_time_to_live.or(base.default_message_time_to_live),
+            duplicate_detection_history_time_window: self.duplicate_detection_history_time_window.or(base.duplicate_detection_history_time_window),
+            forward_dead_lettered_messages_to: self.forward_dead_lettered_messages_to.or(base.forward_dead_lettered_messages_to),
+            forward_to: self.forward_to.or(base.forward_to),
+            lock_duration: self.lock_duration.or(base.lock_duration),
+            max_delivery_count: self.max_delivery_count.or(base.max_delivery_count),
+            requires_duplicate_detection: self.requires_duplicate_detection.or(base.requires_duplicate_detection),
+            requires_session: self.requires_session.or(base.requires_session),
+            max_size_in_megabytes: self.max_size_in_megabytes.or(base.max_size_in_megabytes),
+            max_message_size_in_kilobytes: self.max_message_size_in_kilobytes.or(base.max_message_size_in_kilobytes),
+        }
+    }
+
+    /// The properties that describe `config` in full.
+    pub fn from_config(config: &QueueConfig) -> QueueProperties {
+        QueueProperties {
+            dead_lettering_on_message_expiration: Some(config.dead_letter_on_expiration),
+            default_message_time_to_live: config.default_ttl_ms.map(format_duration),
+            duplicate_detection_history_time_window: config.duplicate_detection_window_ms.map(format_duration),
+            forward_dead_lettered_messages_to: None,
+            forward_to: None,
+            lock_duration: Some(format_duration(config.lock_duration_ms)),
+            max_delivery_count: Some(config.max_delivery_count),
+            requires_duplicate_detection: Some(config.duplicate_detection_window_ms.is_some()),
+            requires_session: Some(config.requires_session),
+            max_size_in_megabytes: Some(config.max_size_bytes >> 20),
+            max_message_size_in_kilobytes: Some(config.max_message_bytes >> 10),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulator_config_maps_with_emulator_defaults() {
+        let p: QueueProperties = serde_json::from_str(
+            r#"{"DeadLetteringOnMessageExpiration": true, "LockDuration": "PT30S", "RequiresDuplicateDetection": true, "ForwardTo": ""}"#,
+        )
+        .unwrap();
+        let c = p.to_config(Defaults::Emulator).unwrap();
+        assert_eq!((c.lock_duration_ms, c.max_delivery_count, c.default_ttl_ms), (30_000, 3, Some(3_600_000)));
+        assert_eq!((c.dead_letter_on_expiration, c.duplicate_detection_window_ms), (true, Some(20_000)));
+        let azure = QueueProperties::default().to_config(Defaults::Azure).unwrap();
+        assert_eq!(azure, QueueConfig::default());
+        assert_eq!(QueueProperties::from_config(&c).to_config(Defaults::Azure).unwrap(), c);
+        let update = QueueProperties { max_delivery_count: Some(7), ..Default::default() };
+        let updated = update.over(QueueProperties::from_config(&c)).to_config(Defaults::Azure).unwrap();
+        assert_eq!(updated, QueueConfig { max_delivery_count: 7, ..c });
+    }
+
+    #[test]
+    fn invalid_properties_are_named() {
+        let bad = |json: &str| QueueProperties::to_config(&serde_json::from_str(json).unwrap(), Defaults::Azure).unwrap_err();
+        assert!(bad(r#"{"LockDuration": "PT10M"}"#).contains("LockDuration"));
+        assert!(bad(r#"{"LockDuration": "soon"}"#).contains("ISO 8601"));
+        assert!(bad(r#"{"MaxDeliveryCount": 0}"#).contains("MaxDeliveryCount"));
+        assert!(bad(r#"{"ForwardTo": "other"}"#).contains("not supported"));
+        assert!(serde_json::from_str::<QueueProperties>(r#"{"LockDurration": "PT1M"}"#).is_err());
+    }
+}

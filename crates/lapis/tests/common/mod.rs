@@ -1,0 +1,58 @@
+//! Helpers shared by the binary's integration tests: run `lapis`, start `lapis serve`
+//! on free ports and wait for /health, stop it with SIGTERM.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn lapis() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lapis"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    lapis().args(args).output().expect("lapis runs")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `lapis serve` on free ports and waits until /health answers.
+pub fn start(extra: &[&str]) -> (Child, u16, u16) {
+    let (queue_port, http_port) = (free_port(), free_port());
+    let mut args = vec!["serve".to_string(), "--queue-port".into(), queue_port.to_string(), "--http-port".into(), http_port.to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut child = lapis().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("lapis starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", http_port)) {
+            let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            if reply.starts_with("HTTP/1.1 200") {
+                return (child, queue_port, http_port);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("lapis did not become healthy");
+}
+
+pub fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status, err)
+}
+
