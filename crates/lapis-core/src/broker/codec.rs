@@ -4,9 +4,10 @@
 //! - `N<entity id: u64 BE><sequence: i64 BE>s` → message metadata (JSON)
 //! - `N<entity id: u64 BE><sequence: i64 BE>b` → message body (opaque bytes)
 //! - `D<entity id: u64 BE><message id>` → when a message id was first seen (duplicate detection)
+//! - `T<entity id: u64 BE><session id>` → session state (opaque bytes)
 //!
-//! All records of one entity share the prefixes `N<id>` and `D<id>`, so deleting an
-//! entity is two prefix deletes.
+//! All records of one entity share the prefixes `N<id>`, `D<id>` and `T<id>`, so
+//! deleting an entity is three prefix deletes.
 
 use std::collections::BTreeMap;
 
@@ -78,12 +79,26 @@ pub fn dedup_key(entity: u64, message_id: &str) -> Vec<u8> {
     k
 }
 
+pub fn session_state_prefix(entity: u64) -> Vec<u8> {
+    let mut k = vec![b'T'];
+    k.extend_from_slice(&entity.to_be_bytes());
+    k
+}
+
+pub fn session_state_key(entity: u64, session: &str) -> Vec<u8> {
+    let mut k = session_state_prefix(entity);
+    k.extend_from_slice(session.as_bytes());
+    k
+}
+
 /// A decoded key.
 pub enum Key<'a> {
     Entity,
     Meta { entity: u64, seq: i64 },
     Body { entity: u64, seq: i64 },
     Dedup { entity: u64, message_id: &'a str },
+    SessionState { entity: u64, session: &'a str },
+    SessionStatesOf { entity: u64 },
     MessagesOf { entity: u64 },
     DedupOf { entity: u64 },
     Unknown,
@@ -110,6 +125,11 @@ pub fn parse_key(k: &[u8]) -> Key<'_> {
             Ok(message_id) => Key::Dedup { entity: u64_at(k, 1), message_id },
             Err(_) => Key::Unknown,
         },
+        (Some(b'T'), 9) => Key::SessionStatesOf { entity: u64_at(k, 1) },
+        (Some(b'T'), n) if n > 9 => match std::str::from_utf8(&k[9..]) {
+            Ok(session) => Key::SessionState { entity: u64_at(k, 1), session },
+            Err(_) => Key::Unknown,
+        },
         _ => Key::Unknown,
     }
 }
@@ -129,6 +149,8 @@ mod tests {
         assert!(matches!(parse_key(&dedup_key(3, "m-1")), Key::Dedup { entity: 3, message_id: "m-1" }));
         assert!(matches!(parse_key(&messages_prefix(3)), Key::MessagesOf { entity: 3 }));
         assert!(matches!(parse_key(&dedup_prefix(3)), Key::DedupOf { entity: 3 }));
+        assert!(matches!(parse_key(&session_state_key(3, "s-1")), Key::SessionState { entity: 3, session: "s-1" }));
+        assert!(matches!(parse_key(&session_state_prefix(3)), Key::SessionStatesOf { entity: 3 }));
         assert!(meta_key(3, 42).starts_with(&messages_prefix(3)));
     }
 }

@@ -42,6 +42,12 @@ pub struct EntityState {
     /// Scheduled messages by (due, sequence).
     scheduled: BTreeSet<(Millis, i64)>,
     locks: HashMap<Uuid, i64>,
+    /// Available main-queue messages of each session, by sequence number.
+    by_session: BTreeMap<String, BTreeSet<i64>>,
+    /// Sessions held by a receiver.
+    pub session_locks: HashMap<String, Lock>,
+    /// Session state set by receivers (durable).
+    pub session_states: BTreeMap<String, Vec<u8>>,
     /// Message id → when first seen, for duplicate detection.
     pub seen_ids: HashMap<String, Millis>,
     next_seq: i64,
@@ -56,6 +62,9 @@ impl EntityState {
             available: [BTreeSet::new(), BTreeSet::new()],
             scheduled: BTreeSet::new(),
             locks: HashMap::new(),
+            by_session: BTreeMap::new(),
+            session_locks: HashMap::new(),
+            session_states: BTreeMap::new(),
             seen_ids: HashMap::new(),
             next_seq: 1,
             size_bytes: 0,
@@ -98,6 +107,9 @@ impl EntityState {
             match m.meta.state {
                 MessageState::Active => {
                     self.available[sub_index(m.meta.sub_queue)].insert(seq);
+                    if let (SubQueue::Main, Some(session)) = (m.meta.sub_queue, &m.meta.session_id) {
+                        self.by_session.entry(session.clone()).or_default().insert(seq);
+                    }
                 }
                 MessageState::Scheduled => {
                     self.scheduled.insert((m.meta.scheduled_at.unwrap_or(0), seq));
@@ -112,6 +124,14 @@ impl EntityState {
         let m = self.messages.remove(&seq)?;
         self.size_bytes -= m.body.len() as u64;
         self.available[sub_index(m.meta.sub_queue)].remove(&seq);
+        if let Some(session) = &m.meta.session_id {
+            if let Some(set) = self.by_session.get_mut(session) {
+                set.remove(&seq);
+                if set.is_empty() {
+                    self.by_session.remove(session);
+                }
+            }
+        }
         self.scheduled.remove(&(m.meta.scheduled_at.unwrap_or(0), seq));
         if let Some(lock) = m.lock {
             self.locks.remove(&lock.token);
@@ -140,6 +160,38 @@ impl EntityState {
     /// Up to `n` available messages of `sub`, in sequence order.
     pub fn available(&self, sub: SubQueue, n: usize) -> Vec<i64> {
         self.available[sub_index(sub)].iter().take(n).copied().collect()
+    }
+
+    /// Up to `n` available messages of `session`, in sequence order.
+    pub fn available_in_session(&self, session: &str, n: usize) -> Vec<i64> {
+        self.by_session.get(session).map(|set| set.iter().take(n).copied().collect()).unwrap_or_default()
+    }
+
+    /// The first session (by its oldest available message) that has messages and is
+    /// not held by a receiver at `now`.
+    pub fn next_free_session(&self, now: Millis) -> Option<String> {
+        self.by_session
+            .iter()
+            .filter(|(id, _)| self.session_locks.get(*id).is_none_or(|l| l.until <= now))
+            .min_by_key(|(_, seqs)| seqs.first().copied())
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Sessions that hold messages (in any state) or state.
+    pub fn sessions(&self) -> Vec<String> {
+        let mut ids: BTreeSet<String> = self.messages.values().filter_map(|m| m.meta.session_id.clone()).collect();
+        ids.extend(self.session_states.keys().cloned());
+        ids.into_iter().collect()
+    }
+
+    /// Messages locked under `session` (their locks follow the session's).
+    pub fn locked_in_session(&self, session: &str) -> Vec<i64> {
+        self.locks.values().filter(|seq| self.messages[*seq].meta.session_id.as_deref() == Some(session)).copied().collect()
+    }
+
+    /// Sessions whose lock has run out at `now`.
+    pub fn expired_session_locks(&self, now: Millis) -> Vec<String> {
+        self.session_locks.iter().filter(|(_, l)| l.until <= now).map(|(id, _)| id.clone()).collect()
     }
 
     /// Messages whose lock has run out at `now`.

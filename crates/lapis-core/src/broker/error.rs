@@ -13,6 +13,10 @@ pub enum BrokerError {
     InvalidEntityName(String),
     #[error("The lock supplied is invalid. Either the lock expired, or the message has already been removed from the queue.")]
     MessageLockLost,
+    #[error("The requested session '{0}' cannot be accepted. It may be locked by another receiver.")]
+    SessionCannotBeLocked(String),
+    #[error("The session lock has expired on the session. Accept a new session.")]
+    SessionLockLost,
     #[error("The message with sequence number {0} was not found.")]
     MessageNotFound(i64),
     #[error("The message of {size} bytes exceeds the maximum message size of {limit} bytes.")]

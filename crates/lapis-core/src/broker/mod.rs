@@ -13,12 +13,14 @@ pub mod model;
 pub mod properties;
 mod recovery;
 mod service;
+mod sessions;
 
 pub use error::{BrokerError, BrokerResult};
 pub use model::*;
 pub use properties::{Defaults, QueueProperties};
 pub use recovery::BrokerRecovery;
 pub use service::{parse_address, Broker, DEAD_LETTER_SUFFIX};
+pub use sessions::SessionLock;
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ pub struct BrokerRecovery {
     metas: BTreeMap<(u64, i64), MessageMeta>,
     bodies: BTreeMap<(u64, i64), Body>,
     seen: BTreeMap<(u64, String), Millis>,
+    session_states: BTreeMap<(u64, String), Vec<u8>>,
 }
 
 pub struct Rebuilt {
@@ -36,6 +37,7 @@ impl BrokerRecovery {
             metas: BTreeMap::new(),
             bodies: BTreeMap::new(),
             seen: BTreeMap::new(),
+            session_states: BTreeMap::new(),
         }
     }
 
@@ -89,6 +91,9 @@ impl BrokerRecovery {
                         self.seen.insert((entity, message_id.to_string()), i64::from_le_bytes(at));
                     }
                 }
+                Key::SessionState { entity, session } => {
+                    self.session_states.insert((entity, session.to_string()), value.to_vec());
+                }
                 _ => tracing::warn!("broker recovery: ignoring an unknown key"),
             },
             ReplayEvent::Delete { key } => match codec::parse_key(key) {
@@ -102,11 +107,15 @@ impl BrokerRecovery {
                 Key::Dedup { entity, message_id } => {
                     self.seen.remove(&(entity, message_id.to_string()));
                 }
+                Key::SessionState { entity, session } => {
+                    self.session_states.remove(&(entity, session.to_string()));
+                }
                 _ => {}
             },
             ReplayEvent::DeletePrefix { prefix } => match codec::parse_key(prefix) {
                 Key::MessagesOf { entity } => self.drop_entity_records(entity, true),
                 Key::DedupOf { entity } => self.drop_entity_records(entity, false),
+                Key::SessionStatesOf { entity } => self.session_states.retain(|(e, _), _| *e != entity),
                 _ => {}
             },
         }
@@ -129,6 +138,11 @@ impl BrokerRecovery {
         for ((entity, message_id), at) in std::mem::take(&mut self.seen) {
             if let Some(e) = by_id.get_mut(&entity) {
                 e.seen_ids.insert(message_id, at);
+            }
+        }
+        for ((entity, session), state) in std::mem::take(&mut self.session_states) {
+            if let Some(e) = by_id.get_mut(&entity) {
+                e.session_states.insert(session, state);
             }
         }
         if orphans > 0 || !self.bodies.is_empty() {

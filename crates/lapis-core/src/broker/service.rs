@@ -49,8 +49,8 @@ fn check_entity_name(name: &str) -> BrokerResult<()> {
 }
 
 pub struct Broker {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) clock: Arc<dyn Clock>,
     /// By lowercase name: entity names are case-insensitive.
     entities: RwLock<BTreeMap<String, EntityRef>>,
     next_entity_id: AtomicU64,
@@ -79,7 +79,7 @@ impl Broker {
         self.store.keeps_values_on_disk()
     }
 
-    fn entity(&self, name: &str) -> BrokerResult<EntityRef> {
+    pub(super) fn entity(&self, name: &str) -> BrokerResult<EntityRef> {
         self.entities.read().get(&name.to_ascii_lowercase()).cloned().ok_or_else(|| BrokerError::EntityNotFound(name.to_string()))
     }
 
@@ -126,6 +126,7 @@ impl Broker {
                 Op::Delete { key: codec::entity_key(&key) },
                 Op::DeletePrefix { prefix: codec::messages_prefix(id) },
                 Op::DeletePrefix { prefix: codec::dedup_prefix(id) },
+                Op::DeletePrefix { prefix: codec::session_state_prefix(id) },
             ];
             let commit = self.store.commit(&ops)?;
             for m in e.clear() {
@@ -251,9 +252,15 @@ impl Broker {
         let now = self.clock.now_ms();
         let (taken, commit, id) = {
             let mut e = e.lock();
+            if e.record.config.requires_session && sub == SubQueue::Main {
+                return Err(BrokerError::InvalidOperation(format!(
+                    "It is not possible for an entity that requires sessions to create a non-sessionful message receiver: '{entity}'."
+                )));
+            }
             let mut ops = self.tidy(&mut e, now);
             let seqs = e.available(sub, max);
-            let taken = self.take(&mut e, &seqs, mode, now, &mut ops);
+            let lock_until = now + e.record.config.lock_duration_ms;
+            let taken = self.take(&mut e, &seqs, mode, lock_until, &mut ops);
             (taken, self.store.commit(&ops)?, e.record.id)
         };
         commit.durable().await?;
@@ -273,7 +280,8 @@ impl Broker {
                 }
             }
             let mut ops = Vec::new();
-            let taken = self.take(&mut e, seqs, mode, now, &mut ops);
+            let lock_until = now + e.record.config.lock_duration_ms;
+            let taken = self.take(&mut e, seqs, mode, lock_until, &mut ops);
             (taken, self.store.commit(&ops)?, e.record.id)
         };
         commit.durable().await?;
@@ -281,7 +289,7 @@ impl Broker {
     }
 
     /// Locks (peek-lock) or removes (receive-and-delete) the given messages.
-    fn take(&self, e: &mut EntityState, seqs: &[i64], mode: ReceiveMode, now: Millis, ops: &mut Vec<Op>) -> Vec<StoredMessage> {
+    pub(super) fn take(&self, e: &mut EntityState, seqs: &[i64], mode: ReceiveMode, lock_until: Millis, ops: &mut Vec<Op>) -> Vec<StoredMessage> {
         let mut taken = Vec::with_capacity(seqs.len());
         match mode {
             ReceiveMode::ReceiveAndDelete => {
@@ -296,10 +304,9 @@ impl Broker {
                 }
             }
             ReceiveMode::PeekLock => {
-                let lock_ms = e.record.config.lock_duration_ms;
                 for &seq in seqs {
                     if let Some(mut m) = e.remove(seq) {
-                        m.lock = Some(Lock { token: Uuid::new_v4(), until: now + lock_ms });
+                        m.lock = Some(Lock { token: Uuid::new_v4(), until: lock_until });
                         e.put(m.clone());
                         taken.push(m);
                     }
@@ -310,7 +317,7 @@ impl Broker {
     }
 
     /// Reads back bodies that are only in the store and builds the deliveries.
-    async fn deliveries(&self, entity_id: u64, taken: Vec<StoredMessage>) -> BrokerResult<Vec<Delivery>> {
+    pub(super) async fn deliveries(&self, entity_id: u64, taken: Vec<StoredMessage>) -> BrokerResult<Vec<Delivery>> {
         let mut out = Vec::with_capacity(taken.len());
         for m in taken {
             let body = match &m.body {
@@ -365,6 +372,14 @@ impl Broker {
         let now = self.clock.now_ms();
         let commit = {
             let mut e = e.lock();
+            // In a session the session lock governs: once it lapses, that is what the
+            // receiver is told, whatever the message lock says.
+            let session = e.seq_of_lock(&token).and_then(|seq| e.get(seq)).and_then(|m| m.meta.session_id.clone());
+            if let (true, Some(session)) = (e.record.config.requires_session, session) {
+                if e.session_locks.get(&session).is_none_or(|l| l.until <= now) {
+                    return Err(BrokerError::SessionLockLost);
+                }
+            }
             let seq = self.locked(&e, sub, &token, now)?;
             let mut m = e.remove(seq).expect("a locked sequence number is present");
             m.lock = None;
@@ -458,8 +473,11 @@ impl Broker {
     /// Brings an entity up to `now`: due scheduled messages become active, expired
     /// locks are counted as failed deliveries, expired messages are dead-lettered or
     /// dropped, and duplicate-detection entries past the window are forgotten.
-    fn tidy(&self, e: &mut EntityState, now: Millis) -> Vec<Op> {
+    pub(super) fn tidy(&self, e: &mut EntityState, now: Millis) -> Vec<Op> {
         e.promote_due(now);
+        for session in e.expired_session_locks(now) {
+            e.session_locks.remove(&session);
+        }
         let mut ops = Vec::new();
         for seq in e.expired_locks(now) {
             let mut m = e.remove(seq).expect("a locked sequence number is present");

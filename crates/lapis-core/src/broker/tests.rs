@@ -243,3 +243,97 @@ async fn state_survives_a_restart() {
     assert_eq!(b.send("orders", vec![with_id("dup", "m1"), with_id("new", "m5")]).await.unwrap(), vec![None, Some(5)]);
     assert_eq!(b.queue_config("ORDERS").unwrap().duplicate_detection_window_ms, Some(600_000));
 }
+
+fn in_session(body: &str, session: &str) -> OutgoingMessage {
+    OutgoingMessage { session_id: Some(session.into()), ..msg(body) }
+}
+
+async fn session_queue(b: &Broker) {
+    b.create_queue("orders", QueueConfig { requires_session: true, lock_duration_ms: 10_000, ..Default::default() }).await.unwrap();
+}
+
+async fn from_session(b: &Broker, lock: &SessionLock, n: usize) -> Vec<Delivery> {
+    b.receive_from_session("orders", lock.token, ReceiveMode::PeekLock, n).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_session_is_held_by_one_receiver_and_delivered_in_order() {
+    let (b, _) = broker();
+    session_queue(&b).await;
+    b.send("orders", vec![in_session("a1", "A"), in_session("b1", "B"), in_session("a2", "A")]).await.unwrap();
+    let a = b.accept_session("orders", Some("A")).unwrap().unwrap();
+    assert!(matches!(b.accept_session("orders", Some("A")), Err(BrokerError::SessionCannotBeLocked(_))));
+    let next = b.accept_session("orders", None).unwrap().unwrap();
+    assert_eq!(next.session_id, "B", "the next free session with messages");
+    assert_eq!(b.accept_session("orders", None).unwrap(), None, "no free session left");
+
+    let got = from_session(&b, &a, 1).await;
+    assert_eq!(bodies(&got), ["a1"]);
+    b.settle("orders", SubQueue::Main, token(&got[0]), Settlement::Abandon { properties: BTreeMap::new() }).await.unwrap();
+    assert_eq!(bodies(&from_session(&b, &a, 10).await), ["a1", "a2"], "an abandoned message keeps its place");
+    assert_eq!(bodies(&from_session(&b, &next, 10).await), ["b1"]);
+    assert_eq!(b.list_sessions("orders").unwrap(), ["A", "B"]);
+}
+
+#[tokio::test]
+async fn session_and_plain_receivers_only_work_on_their_kind_of_entity() {
+    let (b, _) = broker();
+    session_queue(&b).await;
+    b.create_queue("plain", QueueConfig::default()).await.unwrap();
+    assert!(matches!(b.receive("orders", SubQueue::Main, ReceiveMode::PeekLock, 1).await, Err(BrokerError::InvalidOperation(_))));
+    assert!(matches!(b.accept_session("plain", Some("A")), Err(BrokerError::InvalidOperation(_))));
+}
+
+#[tokio::test]
+async fn a_lapsed_session_lock_loses_the_session_and_its_message_locks() {
+    let (b, clock) = broker();
+    session_queue(&b).await;
+    b.send("orders", vec![in_session("a1", "A")]).await.unwrap();
+    let a = b.accept_session("orders", Some("A")).unwrap().unwrap();
+    let got = from_session(&b, &a, 1).await;
+    assert_eq!(got[0].locked_until, Some(a.locked_until), "message locks follow the session lock");
+    clock.advance(10_001);
+    let late = b.settle("orders", SubQueue::Main, token(&got[0]), Settlement::Complete).await;
+    assert!(matches!(late, Err(BrokerError::SessionLockLost)), "{late:?}");
+    assert!(matches!(b.receive_from_session("orders", a.token, ReceiveMode::PeekLock, 1).await, Err(BrokerError::SessionLockLost)));
+    assert!(matches!(b.renew_session_lock("orders", a.token), Err(BrokerError::SessionLockLost)));
+    let again = b.accept_session("orders", None).unwrap().unwrap();
+    let redelivered = from_session(&b, &again, 1).await;
+    assert_eq!((bodies(&redelivered)[0].as_str(), redelivered[0].delivery_count), ("a1", 1));
+}
+
+#[tokio::test]
+async fn renewing_the_session_lock_renews_its_message_locks() {
+    let (b, clock) = broker();
+    session_queue(&b).await;
+    b.send("orders", vec![in_session("a1", "A")]).await.unwrap();
+    let a = b.accept_session("orders", Some("A")).unwrap().unwrap();
+    let got = from_session(&b, &a, 1).await;
+    clock.advance(8_000);
+    let until = b.renew_session_lock("orders", a.token).unwrap();
+    assert!(until > a.locked_until);
+    clock.advance(8_000);
+    b.settle("orders", SubQueue::Main, token(&got[0]), Settlement::Complete).await.unwrap();
+}
+
+#[tokio::test]
+async fn session_state_is_kept_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftableClock::default());
+    {
+        let (b, kv) = open_disk(dir.path(), clock.clone());
+        session_queue(&b).await;
+        let a = b.accept_session("orders", Some("A")).unwrap().unwrap();
+        assert_eq!(b.session_state("orders", a.token).unwrap(), None);
+        b.set_session_state("orders", a.token, Some(b"step 2".to_vec())).await.unwrap();
+        b.release_session("orders", a.token).unwrap();
+        assert!(matches!(b.session_state("orders", a.token), Err(BrokerError::SessionLockLost)));
+        kv.close();
+    }
+    let (b, _) = open_disk(dir.path(), clock);
+    assert_eq!(b.list_sessions("orders").unwrap(), ["A"], "a session with state is listed");
+    let a = b.accept_session("orders", Some("A")).unwrap().unwrap();
+    assert_eq!(b.session_state("orders", a.token).unwrap(), Some(b"step 2".to_vec()));
+    b.set_session_state("orders", a.token, None).await.unwrap();
+    assert!(b.list_sessions("orders").unwrap().is_empty());
+}
