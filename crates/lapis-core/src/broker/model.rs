@@ -38,6 +38,27 @@ impl Default for QueueConfig {
     }
 }
 
+/// The properties of a message that rule filters and actions see: the system
+/// properties Service Bus exposes as `sys.*` and the application properties. The
+/// adapter fills them from the wire message; actions may change them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoutingProperties {
+    pub message_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub to: Option<String>,
+    pub reply_to: Option<String>,
+    /// `sys.Label` / `sys.Subject`.
+    pub subject: Option<String>,
+    pub session_id: Option<String>,
+    pub reply_to_session_id: Option<String>,
+    pub content_type: Option<String>,
+    pub time_to_live_ms: Option<Millis>,
+    pub scheduled_enqueue_at: Option<Millis>,
+    /// Body size in bytes (`sys.Size`).
+    pub size: i64,
+    pub application: BTreeMap<String, PropertyValue>,
+}
+
 /// A message as a sender hands it over.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OutgoingMessage {
@@ -48,6 +69,8 @@ pub struct OutgoingMessage {
     pub ttl_ms: Option<Millis>,
     /// Hold the message until this instant (scheduled messages).
     pub scheduled_enqueue_at: Option<Millis>,
+    /// What topic subscription rules evaluate.
+    pub routing: RoutingProperties,
 }
 
 /// A value a settlement may set on a message's application properties (abandon,
