@@ -5,6 +5,7 @@
 //! - `N<entity id: u64 BE><sequence: i64 BE>b` → message body (opaque bytes)
 //! - `D<entity id: u64 BE><message id>` → when a message id was first seen (duplicate detection)
 //! - `T<entity id: u64 BE><session id>` → session state (opaque bytes)
+//! - `H<entity id: u64 BE>` → the next sequence number (i64 LE)
 //!
 //! All records of one entity share the prefixes `N<id>`, `D<id>` and `T<id>`, so
 //! deleting an entity is three prefix deletes.
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{DeadLetter, MessageState, PropertyValue, QueueConfig, SubQueue};
+use super::model::{DeadLetter, MessageState, PropertyValue, QueueConfig, Rule, SubQueue};
 use crate::clock::Millis;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +22,20 @@ pub struct EntityRecord {
     pub id: u64,
     pub name: String,
     pub config: QueueConfig,
+    #[serde(default)]
+    pub kind: EntityKind,
+    /// A subscription's rules (empty for queues and topics).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+}
+
+/// What an entity is. Subscriptions are named `<topic>/Subscriptions/<name>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntityKind {
+    #[default]
+    Queue,
+    Topic,
+    Subscription { topic: String },
 }
 
 /// Everything about a message except its body and its (volatile) lock.
@@ -91,6 +106,14 @@ pub fn session_state_key(entity: u64, session: &str) -> Vec<u8> {
     k
 }
 
+/// The next sequence number an entity will assign, kept so that numbers are never
+/// reused after a restart, even when the entity holds no messages (topics never do).
+pub fn next_seq_key(entity: u64) -> Vec<u8> {
+    let mut k = vec![b'H'];
+    k.extend_from_slice(&entity.to_be_bytes());
+    k
+}
+
 /// A decoded key.
 pub enum Key<'a> {
     Entity,
@@ -99,6 +122,7 @@ pub enum Key<'a> {
     Dedup { entity: u64, message_id: &'a str },
     SessionState { entity: u64, session: &'a str },
     SessionStatesOf { entity: u64 },
+    NextSeq { entity: u64 },
     MessagesOf { entity: u64 },
     DedupOf { entity: u64 },
     Unknown,
@@ -125,6 +149,7 @@ pub fn parse_key(k: &[u8]) -> Key<'_> {
             Ok(message_id) => Key::Dedup { entity: u64_at(k, 1), message_id },
             Err(_) => Key::Unknown,
         },
+        (Some(b'H'), 9) => Key::NextSeq { entity: u64_at(k, 1) },
         (Some(b'T'), 9) => Key::SessionStatesOf { entity: u64_at(k, 1) },
         (Some(b'T'), n) if n > 9 => match std::str::from_utf8(&k[9..]) {
             Ok(session) => Key::SessionState { entity: u64_at(k, 1), session },
@@ -151,6 +176,7 @@ mod tests {
         assert!(matches!(parse_key(&dedup_prefix(3)), Key::DedupOf { entity: 3 }));
         assert!(matches!(parse_key(&session_state_key(3, "s-1")), Key::SessionState { entity: 3, session: "s-1" }));
         assert!(matches!(parse_key(&session_state_prefix(3)), Key::SessionStatesOf { entity: 3 }));
+        assert!(matches!(parse_key(&next_seq_key(3)), Key::NextSeq { entity: 3 }));
         assert!(meta_key(3, 42).starts_with(&messages_prefix(3)));
     }
 }

@@ -77,6 +77,16 @@ impl EntityState {
         s
     }
 
+    /// The store op that records the next sequence number (after assigning some).
+    pub fn next_seq_op(&self) -> lapis_store::Op {
+        lapis_store::Op::Put { key: super::codec::next_seq_key(self.record.id), value: self.next_seq.to_le_bytes().to_vec() }
+    }
+
+    /// Never assign a number below `next` (recovery).
+    pub fn raise_next_seq(&mut self, next: i64) {
+        self.next_seq = self.next_seq.max(next);
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
     }

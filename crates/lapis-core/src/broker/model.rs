@@ -141,6 +141,18 @@ pub enum Settlement {
     Defer { properties: BTreeMap<String, PropertyValue> },
 }
 
+/// A subscription rule: which messages it takes, and how it changes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    pub name: String,
+    pub filter: super::filter::Filter,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<super::filter::SqlAction>,
+}
+
+/// The rule every new subscription starts with: it takes every message.
+pub const DEFAULT_RULE: &str = "$Default";
+
 /// Dead-letter reasons the broker itself writes.
 pub const REASON_MAX_DELIVERY: &str = "MaxDeliveryCountExceeded";
 pub const REASON_TTL: &str = "TTLExpiredException";

@@ -20,6 +20,7 @@ pub struct BrokerRecovery {
     bodies: BTreeMap<(u64, i64), Body>,
     seen: BTreeMap<(u64, String), Millis>,
     session_states: BTreeMap<(u64, String), Vec<u8>>,
+    next_seqs: BTreeMap<u64, i64>,
 }
 
 pub struct Rebuilt {
@@ -38,6 +39,7 @@ impl BrokerRecovery {
             bodies: BTreeMap::new(),
             seen: BTreeMap::new(),
             session_states: BTreeMap::new(),
+            next_seqs: BTreeMap::new(),
         }
     }
 
@@ -94,6 +96,11 @@ impl BrokerRecovery {
                 Key::SessionState { entity, session } => {
                     self.session_states.insert((entity, session.to_string()), value.to_vec());
                 }
+                Key::NextSeq { entity } => {
+                    if let Ok(next) = <[u8; 8]>::try_from(value) {
+                        self.next_seqs.insert(entity, i64::from_le_bytes(next));
+                    }
+                }
                 _ => tracing::warn!("broker recovery: ignoring an unknown key"),
             },
             ReplayEvent::Delete { key } => match codec::parse_key(key) {
@@ -109,6 +116,9 @@ impl BrokerRecovery {
                 }
                 Key::SessionState { entity, session } => {
                     self.session_states.remove(&(entity, session.to_string()));
+                }
+                Key::NextSeq { entity } => {
+                    self.next_seqs.remove(&entity);
                 }
                 _ => {}
             },
@@ -138,6 +148,11 @@ impl BrokerRecovery {
         for ((entity, message_id), at) in std::mem::take(&mut self.seen) {
             if let Some(e) = by_id.get_mut(&entity) {
                 e.seen_ids.insert(message_id, at);
+            }
+        }
+        for (entity, next) in std::mem::take(&mut self.next_seqs) {
+            if let Some(e) = by_id.get_mut(&entity) {
+                e.raise_next_seq(next);
             }
         }
         for ((entity, session), state) in std::mem::take(&mut self.session_states) {

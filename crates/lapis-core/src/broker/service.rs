@@ -13,7 +13,7 @@ use lapis_store::{Commit, Op, Store};
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
-use super::codec::{self, EntityRecord, MessageMeta};
+use super::codec::{self, EntityKind, EntityRecord, MessageMeta};
 use super::entity::{EntityState, Lock, StoredMessage};
 use super::error::{BrokerError, BrokerResult};
 use super::model::*;
@@ -21,7 +21,7 @@ use super::recovery::BrokerRecovery;
 use crate::body::{hold_body, release_body, Body};
 use crate::clock::{Clock, Millis};
 
-type EntityRef = Arc<Mutex<EntityState>>;
+pub(super) type EntityRef = Arc<Mutex<EntityState>>;
 
 /// The suffix that addresses an entity's dead-letter sub-queue.
 pub const DEAD_LETTER_SUFFIX: &str = "/$DeadLetterQueue";
@@ -52,8 +52,8 @@ pub struct Broker {
     pub(super) store: Arc<dyn Store>,
     pub(super) clock: Arc<dyn Clock>,
     /// By lowercase name: entity names are case-insensitive.
-    entities: RwLock<BTreeMap<String, EntityRef>>,
-    next_entity_id: AtomicU64,
+    pub(super) entities: RwLock<BTreeMap<String, EntityRef>>,
+    pub(super) next_entity_id: AtomicU64,
     inline_budget: AtomicI64,
 }
 
@@ -86,6 +86,10 @@ impl Broker {
     // ---- entities -----------------------------------------------------------------
 
     pub async fn create_queue(&self, name: &str, config: QueueConfig) -> BrokerResult<()> {
+        self.create_entity(name, config, EntityKind::Queue, Vec::new()).await
+    }
+
+    pub(super) async fn create_entity(&self, name: &str, config: QueueConfig, kind: EntityKind, rules: Vec<Rule>) -> BrokerResult<()> {
         check_entity_name(name)?;
         let commit = {
             let mut entities = self.entities.write();
@@ -93,7 +97,13 @@ impl Broker {
             if entities.contains_key(&key) {
                 return Err(BrokerError::EntityAlreadyExists(name.to_string()));
             }
-            let record = EntityRecord { id: self.next_entity_id.fetch_add(1, Ordering::SeqCst), name: name.to_string(), config };
+            let record = EntityRecord {
+                id: self.next_entity_id.fetch_add(1, Ordering::SeqCst),
+                name: name.to_string(),
+                config,
+                kind,
+                rules,
+            };
             let commit = self.store.commit(&[Op::Put { key: codec::entity_key(&key), value: codec::to_json(&record) }])?;
             entities.insert(key, Arc::new(Mutex::new(EntityState::new(record))));
             commit
@@ -116,6 +126,12 @@ impl Broker {
     }
 
     pub async fn delete_queue(&self, name: &str) -> BrokerResult<()> {
+        self.delete_entity(name).await
+    }
+
+    /// Deletes an entity with its messages, duplicate-detection history and session
+    /// state.
+    pub(super) async fn delete_entity(&self, name: &str) -> BrokerResult<()> {
         let commit = {
             let mut entities = self.entities.write();
             let key = name.to_ascii_lowercase();
@@ -127,6 +143,7 @@ impl Broker {
                 Op::DeletePrefix { prefix: codec::messages_prefix(id) },
                 Op::DeletePrefix { prefix: codec::dedup_prefix(id) },
                 Op::DeletePrefix { prefix: codec::session_state_prefix(id) },
+                Op::Delete { key: codec::next_seq_key(id) },
             ];
             let commit = self.store.commit(&ops)?;
             for m in e.clear() {
@@ -144,12 +161,18 @@ impl Broker {
 
     /// Every queue with its configuration and (active + dead-lettered) message counts.
     pub fn list_queues(&self) -> Vec<(String, QueueConfig, usize, usize)> {
+        self.list_entities(|kind| *kind == EntityKind::Queue)
+    }
+
+    pub(super) fn list_entities(&self, which: impl Fn(&EntityKind) -> bool) -> Vec<(String, QueueConfig, usize, usize)> {
         self.entities
             .read()
             .values()
-            .map(|e| {
+            .filter_map(|e| {
                 let e = e.lock();
-                (e.record.name.clone(), e.record.config.clone(), e.count(SubQueue::Main), e.count(SubQueue::DeadLetter))
+                which(&e.record.kind).then(|| {
+                    (e.record.name.clone(), e.record.config.clone(), e.count(SubQueue::Main), e.count(SubQueue::DeadLetter))
+                })
             })
             .collect()
     }
@@ -157,73 +180,106 @@ impl Broker {
     // ---- sending ------------------------------------------------------------------
 
     /// Enqueues `messages` atomically and returns their sequence numbers; a duplicate
-    /// within the detection window is accepted without being enqueued (`None`).
+    /// within the detection window is accepted without being enqueued (`None`). A
+    /// topic hands a copy to every subscription whose rules match.
     pub async fn send(&self, entity: &str, messages: Vec<OutgoingMessage>) -> BrokerResult<Vec<Option<i64>>> {
         let e = self.entity(entity)?;
+        let kind = e.lock().record.kind.clone();
+        match kind {
+            EntityKind::Topic => return self.send_to_topic(entity, e, messages).await,
+            EntityKind::Subscription { .. } => {
+                return Err(BrokerError::InvalidOperation(format!("Cannot send to the subscription '{entity}': send to its topic.")));
+            }
+            EntityKind::Queue => {}
+        }
         let now = self.clock.now_ms();
         let (commit, seqs) = {
             let mut e = e.lock();
-            let config = e.record.config.clone();
-            let total: u64 = messages.iter().map(|m| m.body.len() as u64).sum();
-            for m in &messages {
-                if m.body.len() as u64 > config.max_message_bytes {
-                    return Err(BrokerError::MessageSizeExceeded { size: m.body.len() as u64, limit: config.max_message_bytes });
-                }
-                if config.requires_session && m.session_id.is_none() {
-                    return Err(BrokerError::InvalidOperation(format!(
-                        "The SessionId was not set on a message, and it cannot be sent to the entity '{entity}'. Entities that have session support enabled can only receive messages that have the SessionId set to a valid value."
-                    )));
-                }
-            }
-            if e.size_bytes() + total > config.max_size_bytes {
-                return Err(BrokerError::QuotaExceeded(entity.to_string()));
-            }
-            let id = e.record.id;
+            Self::check_send(&e, entity, &messages)?;
             let mut ops = Vec::with_capacity(messages.len() * 3);
             let mut seqs = Vec::with_capacity(messages.len());
             for m in messages {
-                if let (Some(window), Some(message_id)) = (config.duplicate_detection_window_ms, &m.message_id) {
-                    match e.seen_ids.get(message_id) {
-                        Some(&seen) if seen + window > now => {
-                            seqs.push(None);
-                            continue;
-                        }
-                        _ => {
-                            e.seen_ids.insert(message_id.clone(), now);
-                            ops.push(Op::Put { key: codec::dedup_key(id, message_id), value: now.to_le_bytes().to_vec() });
-                        }
-                    }
+                if !Self::admit(&mut e, &m, now, &mut ops) {
+                    seqs.push(None);
+                    continue;
                 }
-                let ttl = match (m.ttl_ms, config.default_ttl_ms) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
                 let seq = e.take_seq();
-                let scheduled = m.scheduled_enqueue_at.filter(|&at| at > now);
-                let enqueued_at = scheduled.unwrap_or(now);
-                let meta = MessageMeta {
-                    seq,
-                    enqueued_at,
-                    expires_at: ttl.map(|t| enqueued_at.saturating_add(t)),
-                    delivery_count: 0,
-                    state: if scheduled.is_some() { MessageState::Scheduled } else { MessageState::Active },
-                    scheduled_at: scheduled,
-                    message_id: m.message_id,
-                    session_id: m.session_id,
-                    sub_queue: SubQueue::Main,
-                    dead_letter: None,
-                    overrides: BTreeMap::new(),
-                };
-                ops.push(Op::Put { key: codec::body_key(id, seq), value: m.body.clone() });
-                ops.push(Op::Put { key: codec::meta_key(id, seq), value: codec::to_json(&meta) });
-                let body = hold_body(&self.inline_budget, self.keeps_values(), m.body);
-                e.put(StoredMessage { meta, body, lock: None });
+                self.enqueue(&mut e, seq, m, BTreeMap::new(), now, &mut ops);
                 seqs.push(Some(seq));
+            }
+            if seqs.iter().any(Option::is_some) {
+                ops.push(e.next_seq_op());
             }
             (self.store.commit(&ops)?, seqs)
         };
         commit.durable().await?;
         Ok(seqs)
+    }
+
+    /// Refuses a send that breaks the entity's limits: message size, entity size,
+    /// session ids on session entities.
+    pub(super) fn check_send(e: &EntityState, entity: &str, messages: &[OutgoingMessage]) -> BrokerResult<()> {
+        let config = &e.record.config;
+        let total: u64 = messages.iter().map(|m| m.body.len() as u64).sum();
+        for m in messages {
+            if m.body.len() as u64 > config.max_message_bytes {
+                return Err(BrokerError::MessageSizeExceeded { size: m.body.len() as u64, limit: config.max_message_bytes });
+            }
+            if config.requires_session && m.session_id.is_none() {
+                return Err(BrokerError::InvalidOperation(format!(
+                    "The SessionId was not set on a message, and it cannot be sent to the entity '{entity}'. Entities that have session support enabled can only receive messages that have the SessionId set to a valid value."
+                )));
+            }
+        }
+        if e.size_bytes() + total > config.max_size_bytes {
+            return Err(BrokerError::QuotaExceeded(entity.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Duplicate detection: whether `m` is new within the window (and if so, remembers
+    /// its id). Always true when detection is off or the message has no id.
+    pub(super) fn admit(e: &mut EntityState, m: &OutgoingMessage, now: Millis, ops: &mut Vec<Op>) -> bool {
+        let (Some(window), Some(message_id)) = (e.record.config.duplicate_detection_window_ms, &m.message_id) else {
+            return true;
+        };
+        match e.seen_ids.get(message_id) {
+            Some(&seen) if seen + window > now => false,
+            _ => {
+                e.seen_ids.insert(message_id.clone(), now);
+                ops.push(Op::Put { key: codec::dedup_key(e.record.id, message_id), value: now.to_le_bytes().to_vec() });
+                true
+            }
+        }
+    }
+
+    /// Stores one copy of `m` in `e` under sequence number `seq`, with the property
+    /// changes a rule action made.
+    pub(super) fn enqueue(&self, e: &mut EntityState, seq: i64, m: OutgoingMessage, overrides: BTreeMap<String, PropertyValue>, now: Millis, ops: &mut Vec<Op>) {
+        let ttl = match (m.ttl_ms, e.record.config.default_ttl_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let scheduled = m.scheduled_enqueue_at.filter(|&at| at > now);
+        let enqueued_at = scheduled.unwrap_or(now);
+        let meta = MessageMeta {
+            seq,
+            enqueued_at,
+            expires_at: ttl.map(|t| enqueued_at.saturating_add(t)),
+            delivery_count: 0,
+            state: if scheduled.is_some() { MessageState::Scheduled } else { MessageState::Active },
+            scheduled_at: scheduled,
+            message_id: m.message_id,
+            session_id: m.session_id,
+            sub_queue: SubQueue::Main,
+            dead_letter: None,
+            overrides,
+        };
+        let id = e.record.id;
+        ops.push(Op::Put { key: codec::body_key(id, seq), value: m.body.clone() });
+        ops.push(Op::Put { key: codec::meta_key(id, seq), value: codec::to_json(&meta) });
+        let body = hold_body(&self.inline_budget, self.keeps_values(), m.body);
+        e.put(StoredMessage { meta, body, lock: None });
     }
 
     /// Removes scheduled messages by sequence number.

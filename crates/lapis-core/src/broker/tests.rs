@@ -244,6 +244,21 @@ async fn state_survives_a_restart() {
     assert_eq!(b.queue_config("ORDERS").unwrap().duplicate_detection_window_ms, Some(600_000));
 }
 
+#[tokio::test]
+async fn sequence_numbers_are_never_reused_after_a_restart_even_when_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftableClock::default());
+    {
+        let (b, kv) = open_disk(dir.path(), clock.clone());
+        queue(&b, QueueConfig::default()).await;
+        b.send("orders", vec![msg("a"), msg("b")]).await.unwrap();
+        b.receive("orders", SubQueue::Main, ReceiveMode::ReceiveAndDelete, 10).await.unwrap();
+        kv.close();
+    }
+    let (b, _) = open_disk(dir.path(), clock);
+    assert_eq!(b.send("orders", vec![msg("c")]).await.unwrap(), vec![Some(3)]);
+}
+
 fn in_session(body: &str, session: &str) -> OutgoingMessage {
     OutgoingMessage { session_id: Some(session.into()), ..msg(body) }
 }
@@ -336,4 +351,110 @@ async fn session_state_is_kept_durably() {
     assert_eq!(b.session_state("orders", a.token).unwrap(), Some(b"step 2".to_vec()));
     b.set_session_state("orders", a.token, None).await.unwrap();
     assert!(b.list_sessions("orders").unwrap().is_empty());
+}
+
+fn routed(body: &str, subject: &str, color: &str) -> OutgoingMessage {
+    let mut m = msg(body);
+    m.routing.subject = Some(subject.into());
+    m.routing.application.insert("color".into(), PropertyValue::String(color.into()));
+    m
+}
+
+async fn topic_with(b: &Broker, subs: &[&str]) {
+    b.create_topic("events", QueueConfig::default()).await.unwrap();
+    for s in subs {
+        b.create_subscription("events", s, QueueConfig::default()).await.unwrap();
+    }
+}
+
+async fn sub_bodies(b: &Broker, sub: &str) -> Vec<String> {
+    bodies(&b.peek(&subscription_path("events", sub), SubQueue::Main, 0, 100).await.unwrap())
+}
+
+#[tokio::test]
+async fn a_topic_fans_out_to_every_matching_subscription_with_one_sequence_number() {
+    let (b, _) = broker();
+    topic_with(&b, &["all", "red", "none"]).await;
+    b.remove_rule("events", "red", DEFAULT_RULE).await.unwrap();
+    let red = filter::SqlFilter::parse("color = 'red' AND sys.Label LIKE 'order%'").unwrap();
+    b.add_rule("events", "red", Rule { name: "reds".into(), filter: filter::Filter::Sql(red), action: None }).await.unwrap();
+    b.remove_rule("events", "none", DEFAULT_RULE).await.unwrap();
+    b.send("events", vec![routed("b0", "order.created", "blue")]).await.unwrap();
+    let seqs = b.send("events", vec![routed("r1", "order.created", "red"), routed("b1", "order.created", "blue")]).await.unwrap();
+    assert_eq!(seqs, vec![Some(2), Some(3)]);
+    assert_eq!(sub_bodies(&b, "all").await, ["b0", "r1", "b1"]);
+    assert_eq!(sub_bodies(&b, "red").await, ["r1"]);
+    assert!(sub_bodies(&b, "none").await.is_empty(), "no rule, no messages");
+    let copy = &b.peek(&subscription_path("events", "red"), SubQueue::Main, 0, 10).await.unwrap()[0];
+    assert_eq!(copy.sequence_number, 1, "each subscription numbers its own copies");
+}
+
+#[tokio::test]
+async fn subscriptions_are_received_and_settled_like_queues() {
+    let (b, _) = broker();
+    topic_with(&b, &["s1"]).await;
+    b.send("events", vec![msg("e1")]).await.unwrap();
+    let path = subscription_path("events", "s1");
+    let got = b.receive(&path, SubQueue::Main, ReceiveMode::PeekLock, 5).await.unwrap();
+    let dl = Settlement::DeadLetter { reason: Some("bad".into()), description: None, properties: BTreeMap::new() };
+    b.settle(&path, SubQueue::Main, token(&got[0]), dl).await.unwrap();
+    assert_eq!(bodies(&b.peek(&path, SubQueue::DeadLetter, 0, 5).await.unwrap()), ["e1"]);
+    assert!(matches!(b.send(&path, vec![msg("x")]).await, Err(BrokerError::InvalidOperation(_))));
+}
+
+#[tokio::test]
+async fn rule_actions_change_the_copy_and_rules_are_managed_by_name() {
+    let (b, _) = broker();
+    topic_with(&b, &["s1"]).await;
+    let action = filter::SqlAction::parse("SET priority = 'high'; SET sys.To = 'ops'").unwrap();
+    let rule = Rule { name: "tag".into(), filter: filter::Filter::Sql(filter::SqlFilter::parse("color = 'red'").unwrap()), action: Some(action) };
+    b.remove_rule("events", "s1", DEFAULT_RULE).await.unwrap();
+    b.add_rule("events", "s1", rule.clone()).await.unwrap();
+    assert!(matches!(b.add_rule("events", "s1", rule).await, Err(BrokerError::EntityAlreadyExists(_))));
+    assert!(matches!(b.remove_rule("events", "s1", "missing").await, Err(BrokerError::EntityNotFound(_))));
+    let plain = filter::Filter::Sql(filter::SqlFilter::parse("color = 'red'").unwrap());
+    b.add_rule("events", "s1", Rule { name: "plain".into(), filter: plain, action: None }).await.unwrap();
+    b.send("events", vec![routed("r", "x", "red")]).await.unwrap();
+    let copies = b.peek(&subscription_path("events", "s1"), SubQueue::Main, 0, 10).await.unwrap();
+    assert_eq!(copies.len(), 2, "one copy for the rules without actions, one per rule with an action");
+    assert!(copies[0].property_overrides.is_empty());
+    let tagged = &copies[1];
+    assert_eq!(tagged.property_overrides.get("priority"), Some(&PropertyValue::String("high".into())));
+    assert_eq!(tagged.property_overrides.get("sys.To"), Some(&PropertyValue::String("ops".into())));
+    assert_eq!(tagged.property_overrides.get("RuleName"), Some(&PropertyValue::String("tag".into())));
+    assert_eq!(b.rules("events", "s1").unwrap().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["tag", "plain"]);
+}
+
+#[tokio::test]
+async fn correlation_filters_match_every_field_they_name() {
+    let (b, _) = broker();
+    topic_with(&b, &["s1"]).await;
+    b.remove_rule("events", "s1", DEFAULT_RULE).await.unwrap();
+    let mut correlation = filter::CorrelationFilter { subject: Some("order.created".into()), ..Default::default() };
+    correlation.properties.insert("color".into(), PropertyValue::String("blue".into()));
+    b.add_rule("events", "s1", Rule { name: "c".into(), filter: filter::Filter::Correlation(correlation), action: None }).await.unwrap();
+    b.send("events", vec![routed("hit", "order.created", "blue"), routed("miss", "order.created", "red"), routed("miss2", "other", "blue")]).await.unwrap();
+    assert_eq!(sub_bodies(&b, "s1").await, ["hit"]);
+}
+
+#[tokio::test]
+async fn topics_subscriptions_and_rules_survive_a_restart_and_delete_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftableClock::default());
+    {
+        let (b, kv) = open_disk(dir.path(), clock.clone());
+        topic_with(&b, &["s1", "s2"]).await;
+        b.add_rule("events", "s2", Rule { name: "reds".into(), filter: filter::Filter::Sql(filter::SqlFilter::parse("color = 'red'").unwrap()), action: None }).await.unwrap();
+        b.send("events", vec![msg("kept")]).await.unwrap();
+        kv.close();
+    }
+    let (b, _) = open_disk(dir.path(), clock);
+    assert_eq!(b.list_topics().len(), 1);
+    assert_eq!(b.list_subscriptions("events").unwrap().len(), 2);
+    assert_eq!(b.rules("events", "s2").unwrap().len(), 2);
+    assert_eq!(sub_bodies(&b, "s1").await, ["kept"]);
+    assert_eq!(b.send("events", vec![msg("next")]).await.unwrap(), vec![Some(2)], "the topic's sequence continues");
+    b.delete_topic("events").await.unwrap();
+    assert!(b.list_subscriptions("events").is_err());
+    assert!(b.list_queues().is_empty() && b.list_topics().is_empty());
 }
