@@ -42,26 +42,67 @@ pub enum SbCommand {
     /// Queues: create, update, show, list, delete.
     Queue {
         #[command(subcommand)]
-        action: QueueAction,
+        action: EntityAction,
+    },
+    /// Topics: create, update, show, list, delete (with their subscriptions).
+    Topic {
+        #[command(subcommand)]
+        action: EntityAction,
+    },
+    /// Subscriptions of a topic: create, update, show, list, delete.
+    Subscription {
+        /// The topic.
+        topic: String,
+        #[command(subcommand)]
+        action: EntityAction,
+    },
+    /// Rules of a subscription: add, remove, list.
+    Rule {
+        topic: String,
+        subscription: String,
+        #[command(subcommand)]
+        action: RuleAction,
     },
 }
 
 #[derive(Debug, Clone, Subcommand)]
-pub enum QueueAction {
-    /// Create a queue (fails if it exists). Unset properties take Azure's defaults.
-    Create(QueueFlags),
-    /// Change a queue's properties (only those given).
-    Update(QueueFlags),
-    /// Show one queue's properties and message counts.
+pub enum EntityAction {
+    /// Create (fails if it exists). Unset properties take Azure's defaults.
+    Create(EntityFlags),
+    /// Change properties (only those given).
+    Update(EntityFlags),
+    /// Show properties and message counts.
     Show { name: String },
-    /// List every queue.
+    /// List them all.
     List,
-    /// Delete a queue and its messages.
+    /// Delete, with its messages.
     Delete { name: String },
 }
 
+#[derive(Debug, Clone, Subcommand)]
+pub enum RuleAction {
+    /// Add a rule: a SQL filter (--sql) or a correlation filter (--correlation, repeatable
+    /// KEY=VALUE; keys CorrelationId, MessageId, To, ReplyTo, Label, SessionId,
+    /// ReplyToSessionId, ContentType, anything else is an application property),
+    /// optionally with a SQL action.
+    Add {
+        name: String,
+        #[arg(long, conflicts_with = "correlation")]
+        sql: Option<String>,
+        #[arg(long)]
+        correlation: Vec<String>,
+        #[arg(long)]
+        action: Option<String>,
+    },
+    /// Remove a rule by name.
+    Remove { name: String },
+    /// List the rules.
+    List,
+}
+
+/// Properties of a queue, topic or subscription (each uses the ones Azure defines for it).
 #[derive(Debug, Clone, Args)]
-pub struct QueueFlags {
+pub struct EntityFlags {
     pub name: String,
     /// ISO 8601 duration, e.g. PT30S (5 s to 5 min).
     #[arg(long)]

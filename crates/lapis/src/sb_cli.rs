@@ -9,27 +9,86 @@ use hyper_util::rt::TokioIo;
 use lapis_core::auth::sas_token;
 use lapis_core::broker::QueueProperties;
 
-use crate::cli::{QueueAction, QueueFlags, SbArgs, SbCommand};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+
+use crate::cli::{EntityAction, EntityFlags, RuleAction, SbArgs, SbCommand};
 
 /// How long a token the CLI signs stays valid.
 const TOKEN_LIFETIME_SECS: i64 = 300;
 
+/// One admin request.
+struct Call {
+    method: Method,
+    path: String,
+    body: Option<Vec<u8>>,
+    /// `if-none-match` (create only) or `if-match` (update only).
+    condition: Option<&'static str>,
+}
+
+fn entity_call(collection: &str, action: EntityAction) -> anyhow::Result<Call> {
+    let item = |name: &str| format!("{collection}/{}", utf8_percent_encode(name, NON_ALPHANUMERIC));
+    let body = |flags: &EntityFlags| serde_json::to_vec(&properties(flags));
+    Ok(match action {
+        EntityAction::List => Call { method: Method::GET, path: collection.to_string(), body: None, condition: None },
+        EntityAction::Show { name } => Call { method: Method::GET, path: item(&name), body: None, condition: None },
+        EntityAction::Delete { name } => Call { method: Method::DELETE, path: item(&name), body: None, condition: None },
+        EntityAction::Create(f) => Call { method: Method::PUT, path: item(&f.name), body: Some(body(&f)?), condition: Some("if-none-match") },
+        EntityAction::Update(f) => Call { method: Method::PUT, path: item(&f.name), body: Some(body(&f)?), condition: Some("if-match") },
+    })
+}
+
+const CORRELATION_FIELDS: [&str; 8] = ["CorrelationId", "MessageId", "To", "ReplyTo", "Label", "SessionId", "ReplyToSessionId", "ContentType"];
+
+fn rule_call(collection: &str, action: RuleAction) -> anyhow::Result<Call> {
+    Ok(match action {
+        RuleAction::List => Call { method: Method::GET, path: collection.to_string(), body: None, condition: None },
+        RuleAction::Remove { name } => Call { method: Method::DELETE, path: format!("{collection}/{name}"), body: None, condition: None },
+        RuleAction::Add { name, sql, correlation, action } => {
+            let mut rule = serde_json::Map::new();
+            match (sql, correlation.is_empty()) {
+                (Some(expr), _) => {
+                    rule.insert("FilterType".into(), "Sql".into());
+                    rule.insert("SqlFilter".into(), serde_json::json!({ "SqlExpression": expr }));
+                }
+                (None, false) => {
+                    let mut filter = serde_json::Map::new();
+                    let mut app = serde_json::Map::new();
+                    for pair in &correlation {
+                        let (k, v) = pair.split_once('=').with_context(|| format!("--correlation {pair:?} is not KEY=VALUE"))?;
+                        match CORRELATION_FIELDS.iter().find(|f| f.eq_ignore_ascii_case(k)) {
+                            Some(field) => filter.insert(field.to_string(), v.into()),
+                            None => app.insert(k.to_string(), v.into()),
+                        };
+                    }
+                    if !app.is_empty() {
+                        filter.insert("Properties".into(), app.into());
+                    }
+                    rule.insert("FilterType".into(), "Correlation".into());
+                    rule.insert("CorrelationFilter".into(), filter.into());
+                }
+                (None, true) => bail!("a rule needs --sql or at least one --correlation"),
+            }
+            if let Some(expr) = action {
+                rule.insert("Action".into(), serde_json::json!({ "SqlExpression": expr }));
+            }
+            let body = serde_json::to_vec(&serde_json::Value::Object(rule))?;
+            Call { method: Method::PUT, path: format!("{collection}/{name}"), body: Some(body), condition: None }
+        }
+    })
+}
+
 pub fn run(args: SbArgs) -> anyhow::Result<()> {
-    let SbCommand::Queue { action } = args.command.clone();
-    let (method, name, body, condition) = match action {
-        QueueAction::List => (Method::GET, None, None, None),
-        QueueAction::Show { name } => (Method::GET, Some(name), None, None),
-        QueueAction::Delete { name } => (Method::DELETE, Some(name), None, None),
-        QueueAction::Create(flags) => (Method::PUT, Some(flags.name.clone()), Some(properties(&flags)), Some("if-none-match")),
-        QueueAction::Update(flags) => (Method::PUT, Some(flags.name.clone()), Some(properties(&flags)), Some("if-match")),
+    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    let call = match args.command.clone() {
+        SbCommand::Queue { action } => entity_call("/admin/servicebus/queues", action)?,
+        SbCommand::Topic { action } => entity_call("/admin/servicebus/topics", action)?,
+        SbCommand::Subscription { topic, action } => entity_call(&format!("/admin/servicebus/topics/{}/subscriptions", enc(&topic)), action)?,
+        SbCommand::Rule { topic, subscription, action } => {
+            rule_call(&format!("/admin/servicebus/topics/{}/subscriptions/{}/rules", enc(&topic), enc(&subscription)), action)?
+        }
     };
-    let path = match &name {
-        Some(n) => format!("/admin/servicebus/queues/{n}"),
-        None => "/admin/servicebus/queues".to_string(),
-    };
-    let body = body.map(|p| serde_json::to_vec(&p)).transpose()?.unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (status, text) = runtime.block_on(send(&args, method, &path, body, condition))?;
+    let (status, text) = runtime.block_on(send(&args, call.method, &call.path, call.body.unwrap_or_default(), call.condition))?;
     if !status.is_success() {
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -43,7 +102,7 @@ pub fn run(args: SbArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn properties(f: &QueueFlags) -> QueueProperties {
+fn properties(f: &EntityFlags) -> QueueProperties {
     QueueProperties {
         lock_duration: f.lock_duration.clone(),
         max_delivery_count: f.max_delivery_count,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use lapis_core::broker::{Broker, BrokerError, BrokerRecovery, Defaults, QueueProperties};
+use lapis_core::broker::{subscription_path, Broker, BrokerError, BrokerRecovery, Defaults, QueueProperties, RuleProperties};
 use lapis_core::Clock;
 use lapis_store::{CompactionPolicy, JournalOptions, KvLog, MemoryStore, Store};
 
@@ -18,14 +18,43 @@ pub struct UserConfig {
     pub namespaces: Vec<Namespace>,
 }
 
+/// One namespace of the emulator's config. Its `Name` is not needed: Lapis serves one
+/// namespace, whatever it is called.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Namespace {
-    pub name: String,
     #[serde(default)]
     pub queues: Vec<QueueDecl>,
     #[serde(default)]
-    pub topics: Vec<serde_json::Value>,
+    pub topics: Vec<TopicDecl>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TopicDecl {
+    pub name: String,
+    #[serde(default)]
+    pub properties: QueueProperties,
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionDecl>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SubscriptionDecl {
+    pub name: String,
+    #[serde(default)]
+    pub properties: QueueProperties,
+    /// When given, the subscription's rules are exactly these; otherwise `$Default`.
+    #[serde(default)]
+    pub rules: Vec<RuleDecl>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RuleDecl {
+    pub name: String,
+    pub properties: RuleProperties,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -65,18 +94,49 @@ pub async fn open(dir: Option<&Path>, options: JournalOptions, clock: Arc<dyn Cl
     Ok(ServiceBus { broker: Arc::new(broker), store })
 }
 
+/// What kind of entity a declaration makes.
+enum Declared<'a> {
+    Queue,
+    Topic,
+    Subscription { topic: &'a str, name: &'a str },
+}
+
+/// Makes the entity at `path` exist with `properties` (emulator defaults).
+async fn ensure(broker: &Broker, path: &str, kind: Declared<'_>, properties: &QueueProperties) -> anyhow::Result<()> {
+    let wanted = properties.to_config(Defaults::Emulator).map_err(anyhow::Error::msg).with_context(|| format!("{path:?} in the config file"))?;
+    match broker.queue_config(path) {
+        Ok(existing) if existing == wanted => Ok(()),
+        Ok(_) => Ok(broker.update_config(path, wanted).await?),
+        Err(BrokerError::EntityNotFound(_)) => {
+            let created = match kind {
+                Declared::Queue => broker.create_queue(path, wanted).await,
+                Declared::Topic => broker.create_topic(path, wanted).await,
+                Declared::Subscription { topic, name } => broker.create_subscription(topic, name, wanted).await,
+            };
+            created.with_context(|| format!("creating {path:?}"))
+        }
+        Err(e) => bail!(e),
+    }
+}
+
 async fn declare(broker: &Broker, config: &UserConfig) -> anyhow::Result<()> {
     for ns in &config.namespaces {
-        if !ns.topics.is_empty() {
-            tracing::warn!(namespace = %ns.name, topics = ns.topics.len(), "topics in the config file are not supported by Lapis yet and were skipped");
-        }
         for q in &ns.queues {
-            let wanted = q.properties.to_config(Defaults::Emulator).map_err(anyhow::Error::msg).with_context(|| format!("queue {:?} in the config file", q.name))?;
-            match broker.queue_config(&q.name) {
-                Ok(existing) if existing == wanted => {}
-                Ok(_) => broker.update_queue(&q.name, wanted).await?,
-                Err(BrokerError::EntityNotFound(_)) => broker.create_queue(&q.name, wanted).await.with_context(|| format!("creating queue {:?}", q.name))?,
-                Err(e) => bail!(e),
+            ensure(broker, &q.name, Declared::Queue, &q.properties).await?;
+        }
+        for t in &ns.topics {
+            ensure(broker, &t.name, Declared::Topic, &t.properties).await?;
+            for s in &t.subscriptions {
+                let path = subscription_path(&t.name, &s.name);
+                ensure(broker, &path, Declared::Subscription { topic: &t.name, name: &s.name }, &s.properties).await?;
+                if !s.rules.is_empty() {
+                    let rules = s
+                        .rules
+                        .iter()
+                        .map(|r| r.properties.to_rule(&r.name).map_err(anyhow::Error::msg).with_context(|| format!("rule {:?} of {path:?}", r.name)))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    broker.replace_rules(&t.name, &s.name, rules).await?;
+                }
             }
         }
     }

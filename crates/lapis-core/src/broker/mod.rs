@@ -20,7 +20,7 @@ mod topics;
 
 pub use error::{BrokerError, BrokerResult};
 pub use model::*;
-pub use properties::{Defaults, QueueProperties};
+pub use properties::{Defaults, QueueProperties, RuleProperties};
 pub use recovery::BrokerRecovery;
 pub use service::{parse_address, Broker, DEAD_LETTER_SUFFIX};
 pub use sessions::SessionLock;

@@ -1,10 +1,15 @@
-//! Queue properties in Azure's naming, as the Service Bus emulator's `Config.json` and
-//! Lapis's admin API write them (`LockDuration: "PT1M"`, `MaxDeliveryCount: 3`, …),
-//! and their translation to [`QueueConfig`] with Azure's bounds.
+//! Entity and rule properties in Azure's naming, as the Service Bus emulator's
+//! `Config.json` and Lapis's admin API write them (`LockDuration: "PT1M"`,
+//! `FilterType: "Sql"`, …), and their translation to [`QueueConfig`] and [`Rule`] with
+//! Azure's bounds. Topics and subscriptions use the same property set as queues (each
+//! the subset Azure defines for it).
 
 use serde::{Deserialize, Serialize};
 
-use super::model::QueueConfig;
+use std::collections::BTreeMap;
+
+use super::filter::{CorrelationFilter, Filter, SqlAction, SqlFilter};
+use super::model::{PropertyValue, QueueConfig, Rule};
 use crate::time_fmt::{format_duration, parse_duration};
 
 /// The properties object of one queue. Absent fields take the defaults chosen by the
@@ -145,9 +150,165 @@ impl QueueProperties {
     }
 }
 
+/// A rule as `Config.json` writes it: `{"FilterType": "Sql", "SqlFilter": {...}, "Action": {...}}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RuleProperties {
+    pub filter_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_filter: Option<CorrelationProperties>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_filter: Option<SqlText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<SqlText>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct SqlText {
+    pub sql_expression: String,
+}
+
+/// A correlation filter in `Config.json`'s naming (`Label` is the subject).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CorrelationProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "Subject")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to_session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, serde_json::Value>,
+}
+
+fn property_value(name: &str, v: &serde_json::Value) -> Result<PropertyValue, String> {
+    match v {
+        serde_json::Value::String(s) => Ok(PropertyValue::String(s.clone())),
+        serde_json::Value::Bool(b) => Ok(PropertyValue::Bool(*b)),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Ok(PropertyValue::Long(i)),
+            None => n.as_f64().map(PropertyValue::Double).ok_or_else(|| format!("property {name:?} is not a usable number")),
+        },
+        _ => Err(format!("property {name:?} must be a string, number or boolean")),
+    }
+}
+
+fn json_value(v: &PropertyValue) -> serde_json::Value {
+    match v {
+        PropertyValue::String(s) => serde_json::Value::String(s.clone()),
+        PropertyValue::Long(i) => serde_json::Value::from(*i),
+        PropertyValue::Double(d) => serde_json::Value::from(*d),
+        PropertyValue::Bool(b) => serde_json::Value::Bool(*b),
+        PropertyValue::Timestamp(t) => serde_json::Value::from(*t),
+    }
+}
+
+impl RuleProperties {
+    /// The rule these properties describe, or why they are invalid.
+    pub fn to_rule(&self, name: &str) -> Result<Rule, String> {
+        let filter = match self.filter_type.to_ascii_lowercase().as_str() {
+            "sql" => {
+                let sql = self.sql_filter.as_ref().ok_or("FilterType Sql needs SqlFilter.SqlExpression")?;
+                Filter::Sql(SqlFilter::parse(&sql.sql_expression).map_err(|e| format!("SqlFilter: {e}"))?)
+            }
+            "correlation" => {
+                let c = self.correlation_filter.as_ref().ok_or("FilterType Correlation needs CorrelationFilter")?;
+                let properties = c.properties.iter().map(|(k, v)| Ok((k.clone(), property_value(k, v)?))).collect::<Result<_, String>>()?;
+                let filter = CorrelationFilter {
+                    correlation_id: c.correlation_id.clone(),
+                    message_id: c.message_id.clone(),
+                    to: c.to.clone(),
+                    reply_to: c.reply_to.clone(),
+                    subject: c.label.clone(),
+                    session_id: c.session_id.clone(),
+                    reply_to_session_id: c.reply_to_session_id.clone(),
+                    content_type: c.content_type.clone(),
+                    properties,
+                };
+                filter.validate().map_err(|e| format!("CorrelationFilter: {e}"))?;
+                Filter::Correlation(filter)
+            }
+            "true" | "truefilter" => Filter::True,
+            "false" | "falsefilter" => Filter::False,
+            _ => return Err(format!("FilterType {:?} is not Sql, Correlation, True or False", self.filter_type)),
+        };
+        let action = match &self.action {
+            Some(a) => Some(SqlAction::parse(&a.sql_expression).map_err(|e| format!("Action: {e}"))?),
+            None => None,
+        };
+        Ok(Rule { name: name.to_string(), filter, action })
+    }
+
+    /// The properties that describe `rule`.
+    pub fn from_rule(rule: &Rule) -> RuleProperties {
+        let action = rule.action.as_ref().map(|a| SqlText { sql_expression: a.text().to_string() });
+        match &rule.filter {
+            Filter::True => RuleProperties { filter_type: "True".into(), action, ..Default::default() },
+            Filter::False => RuleProperties { filter_type: "False".into(), action, ..Default::default() },
+            Filter::Sql(sql) => RuleProperties { filter_type: "Sql".into(), sql_filter: Some(SqlText { sql_expression: sql.text().to_string() }), action, ..Default::default() },
+            Filter::Correlation(c) => RuleProperties {
+                filter_type: "Correlation".into(),
+                correlation_filter: Some(CorrelationProperties {
+                    content_type: c.content_type.clone(),
+                    correlation_id: c.correlation_id.clone(),
+                    label: c.subject.clone(),
+                    message_id: c.message_id.clone(),
+                    reply_to: c.reply_to.clone(),
+                    reply_to_session_id: c.reply_to_session_id.clone(),
+                    session_id: c.session_id.clone(),
+                    to: c.to.clone(),
+                    properties: c.properties.iter().map(|(k, v)| (k.clone(), json_value(v))).collect(),
+                }),
+                action,
+                ..Default::default()
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emulator_rules_map_both_ways() {
+        let json = r#"{"FilterType": "Correlation", "CorrelationFilter": {"ContentType": "application/text", "Label": "subject1", "Properties": {"prop1": "value1", "n": 3}}}"#;
+        let props: RuleProperties = serde_json::from_str(json).unwrap();
+        let rule = props.to_rule("corr").unwrap();
+        let Filter::Correlation(c) = &rule.filter else { panic!("a correlation filter") };
+        assert_eq!(c.subject.as_deref(), Some("subject1"));
+        assert_eq!(c.properties.get("n"), Some(&PropertyValue::Long(3)));
+        assert_eq!(RuleProperties::from_rule(&rule).to_rule("corr").unwrap(), rule);
+
+        let sql: RuleProperties = serde_json::from_str(
+            r#"{"FilterType": "Sql", "SqlFilter": {"SqlExpression": "sys.MessageId = '123456' AND userProp1 = 'value1'"}, "Action": {"SqlExpression": "SET sys.To = 'Entity'"}}"#,
+        )
+        .unwrap();
+        let rule = sql.to_rule("sql").unwrap();
+        assert!(matches!(rule.filter, Filter::Sql(_)) && rule.action.is_some());
+        assert_eq!(RuleProperties::from_rule(&rule).to_rule("sql").unwrap(), rule);
+    }
+
+    #[test]
+    fn invalid_rules_are_explained() {
+        let bad = |json: &str| serde_json::from_str::<RuleProperties>(json).unwrap().to_rule("r").unwrap_err();
+        assert!(bad(r#"{"FilterType": "Sql"}"#).contains("SqlExpression"));
+        assert!(bad(r#"{"FilterType": "Sql", "SqlFilter": {"SqlExpression": "a = "}}"#).starts_with("SqlFilter"));
+        assert!(bad(r#"{"FilterType": "Correlation", "CorrelationFilter": {}}"#).starts_with("CorrelationFilter"));
+        assert!(bad(r#"{"FilterType": "Regex"}"#).contains("Regex"));
+    }
 
     #[test]
     fn emulator_config_maps_with_emulator_defaults() {

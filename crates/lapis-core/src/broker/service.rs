@@ -112,6 +112,11 @@ impl Broker {
     }
 
     pub async fn update_queue(&self, name: &str, config: QueueConfig) -> BrokerResult<()> {
+        self.update_config(name, config).await
+    }
+
+    /// Changes the properties of any entity (queue, topic or subscription path).
+    pub async fn update_config(&self, name: &str, config: QueueConfig) -> BrokerResult<()> {
         let e = self.entity(name)?;
         let commit = {
             let mut e = e.lock();
@@ -155,6 +160,7 @@ impl Broker {
         Ok(commit.durable().await?)
     }
 
+    /// The properties of any entity (queue, topic or subscription path).
     pub fn queue_config(&self, name: &str) -> BrokerResult<QueueConfig> {
         Ok(self.entity(name)?.lock().record.config.clone())
     }

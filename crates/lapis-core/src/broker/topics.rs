@@ -136,6 +136,16 @@ impl Broker {
         .await
     }
 
+    /// Makes `rules` the subscription's whole rule set.
+    pub async fn replace_rules(&self, topic: &str, subscription: &str, rules: Vec<Rule>) -> BrokerResult<()> {
+        let sub = self.subscription(topic, subscription)?;
+        self.change_rules(&sub, |existing| {
+            *existing = rules;
+            Ok(())
+        })
+        .await
+    }
+
     async fn change_rules(&self, sub: &EntityRef, change: impl FnOnce(&mut Vec<Rule>) -> BrokerResult<()>) -> BrokerResult<()> {
         let commit = {
             let mut e = sub.lock();

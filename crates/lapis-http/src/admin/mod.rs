@@ -1,5 +1,5 @@
 //! The HTTP port's own endpoints: `GET /health` for readiness; the admin API
-//! (`/admin/servicebus/queues[/NAME]`, see [`servicebus`]); and, when the server runs
+//! (`/admin/servicebus/…`: queues, topics, subscriptions, rules; see [`servicebus`]); and, when the server runs
 //! with `--enable-test-clock`, `POST /_lapis/clock/advance?seconds=N`, which moves the
 //! services' clock forward so tests need not sleep.
 

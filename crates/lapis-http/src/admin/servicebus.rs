@@ -1,33 +1,39 @@
 //! The Service Bus part of the admin API, authenticated with a shared access
-//! signature token (`Authorization: SharedAccessSignature sr=…&sig=…&se=…&skn=…`):
+//! signature token (`Authorization: SharedAccessSignature sr=…&sig=…&se=…&skn=…`).
+//! Bodies and answers are JSON with Azure's property names (as in the emulator's
+//! `Config.json`).
 //!
-//! - `GET /admin/servicebus/queues`: every queue with its properties and counts
-//! - `GET /admin/servicebus/queues/NAME`: one queue
-//! - `PUT /admin/servicebus/queues/NAME` + properties JSON (Azure's names, as in the
-//!   emulator's `Config.json`): create (201) or update (200); omitted properties take
-//!   Azure's defaults on create and keep their value on update. `If-None-Match: *`
-//!   makes it create-only (409 if the queue exists), `If-Match: *` update-only (404)
-//! - `DELETE /admin/servicebus/queues/NAME`: 204
+//! - `/admin/servicebus/queues[/Q]`
+//! - `/admin/servicebus/topics[/T]`
+//! - `/admin/servicebus/topics/T/subscriptions[/S]`
+//! - `/admin/servicebus/topics/T/subscriptions/S/rules[/R]`
+//!
+//! `GET` on a collection lists it; on an item shows it. `PUT` on an entity creates it
+//! (201; omitted properties take Azure's defaults) or updates it (200; omitted
+//! properties keep their value); `If-None-Match: *` makes it create-only (409 if it
+//! exists), `If-Match: *` update-only (404). `PUT` on a rule adds it (201; 409 if the
+//! name is taken). `DELETE` removes (204).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use lapis_core::auth::sas_token;
-use lapis_core::broker::{BrokerError, Defaults, QueueConfig, QueueProperties};
+use lapis_core::broker::{subscription_path, Broker, BrokerError, Defaults, QueueConfig, QueueProperties, RuleProperties};
 use lapis_core::Clock;
 use serde_json::{json, Value};
 
 use super::{AdminApi, MAX_ADMIN_BODY};
 use crate::server::HttpResponse;
 
-pub const PREFIX: &str = "/admin/servicebus/queues";
+pub const PREFIX: &str = "/admin/servicebus/";
 
 fn reply(status: StatusCode, body: Value) -> HttpResponse {
+    let bytes = if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) };
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(Full::new(bytes))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
@@ -69,70 +75,132 @@ fn authorize(api: &AdminApi, req: &Request<Incoming>) -> Result<(), String> {
     sas_token::verify(token, &api.sas_keys, now).map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// What a path names.
+enum Resource {
+    Queues(Option<String>),
+    Topics(Option<String>),
+    Subscriptions { topic: String, name: Option<String> },
+    Rules { topic: String, subscription: String, name: Option<String> },
+}
+
+fn parse_path(path: &str) -> Option<Resource> {
+    let rest = path.strip_prefix(PREFIX)?.trim_end_matches('/');
+    let parts: Vec<String> = rest.split('/').map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned()).collect();
+    let p: Vec<&str> = parts.iter().map(String::as_str).collect();
+    Some(match p.as_slice() {
+        ["queues"] => Resource::Queues(None),
+        ["queues", q] => Resource::Queues(Some(q.to_string())),
+        ["topics"] => Resource::Topics(None),
+        ["topics", t] => Resource::Topics(Some(t.to_string())),
+        ["topics", t, "subscriptions"] => Resource::Subscriptions { topic: t.to_string(), name: None },
+        ["topics", t, "subscriptions", s] => Resource::Subscriptions { topic: t.to_string(), name: Some(s.to_string()) },
+        ["topics", t, "subscriptions", s, "rules"] => Resource::Rules { topic: t.to_string(), subscription: s.to_string(), name: None },
+        ["topics", t, "subscriptions", s, "rules", r] => {
+            Resource::Rules { topic: t.to_string(), subscription: s.to_string(), name: Some(r.to_string()) }
+        }
+        _ => return None,
+    })
+}
+
 pub async fn handle(api: &AdminApi, req: Request<Incoming>) -> HttpResponse {
     if let Err(why) = authorize(api, &req) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized", why);
     }
-    let path = req.uri().path().trim_end_matches('/').to_string();
-    let name = match path.strip_prefix(PREFIX) {
-        Some("") => None,
-        Some(rest) => match rest.strip_prefix('/') {
-            Some(n) => Some(percent_encoding::percent_decode_str(n).decode_utf8_lossy().into_owned()),
-            None => return error(StatusCode::NOT_FOUND, "NotFound", "no such admin resource"),
-        },
-        None => return error(StatusCode::NOT_FOUND, "NotFound", "no such admin resource"),
+    let Some(resource) = parse_path(req.uri().path()) else {
+        return error(StatusCode::NOT_FOUND, "NotFound", "no such admin resource");
     };
     let broker = &api.broker;
-    match (req.method().clone(), name) {
-        (Method::GET, None) => {
-            let queues: Vec<Value> = broker.list_queues().iter().map(|(n, c, a, d)| describe(n, c, *a, *d)).collect();
-            reply(StatusCode::OK, json!({ "Queues": queues }))
-        }
-        (Method::GET, Some(name)) => match broker.list_queues().into_iter().find(|(n, ..)| n.eq_ignore_ascii_case(&name)) {
-            Some((n, c, a, d)) => reply(StatusCode::OK, describe(&n, &c, a, d)),
-            None => from_broker(BrokerError::EntityNotFound(name)),
-        },
-        (Method::DELETE, Some(name)) => match broker.delete_queue(&name).await {
-            Ok(()) => reply(StatusCode::NO_CONTENT, Value::Null),
+    let method = req.method().clone();
+    match (method, resource) {
+        (Method::GET, Resource::Queues(None)) => list("Queues", broker.list_queues()),
+        (Method::GET, Resource::Topics(None)) => list("Topics", broker.list_topics()),
+        (Method::GET, Resource::Subscriptions { topic, name: None }) => match broker.list_subscriptions(&topic) {
+            Ok(subs) => list("Subscriptions", subs),
             Err(e) => from_broker(e),
         },
-        (Method::PUT, Some(name)) => put_queue(api, req, &name).await,
-        _ => error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "use GET, PUT or DELETE"),
+        (Method::GET, Resource::Rules { topic, subscription, name: None }) => match broker.rules(&topic, &subscription) {
+            Ok(rules) => {
+                let rules: Vec<Value> = rules.iter().map(|r| json!({"Name": r.name, "Properties": RuleProperties::from_rule(r)})).collect();
+                reply(StatusCode::OK, json!({ "Rules": rules }))
+            }
+            Err(e) => from_broker(e),
+        },
+        (Method::GET, Resource::Queues(Some(q))) => show(broker, &q),
+        (Method::GET, Resource::Topics(Some(t))) => show(broker, &t),
+        (Method::GET, Resource::Subscriptions { topic, name: Some(s) }) => show(broker, &subscription_path(&topic, &s)),
+        (Method::PUT, Resource::Queues(Some(q))) => put_entity(api, req, Kind::Queue, &q).await,
+        (Method::PUT, Resource::Topics(Some(t))) => put_entity(api, req, Kind::Topic, &t).await,
+        (Method::PUT, Resource::Subscriptions { topic, name: Some(s) }) => put_entity(api, req, Kind::Subscription { topic: &topic, name: &s }, &subscription_path(&topic, &s)).await,
+        (Method::PUT, Resource::Rules { topic, subscription, name: Some(r) }) => put_rule(api, req, &topic, &subscription, &r).await,
+        (Method::DELETE, Resource::Queues(Some(q))) => deleted(broker.delete_queue(&q).await),
+        (Method::DELETE, Resource::Topics(Some(t))) => deleted(broker.delete_topic(&t).await),
+        (Method::DELETE, Resource::Subscriptions { topic, name: Some(s) }) => deleted(broker.delete_subscription(&topic, &s).await),
+        (Method::DELETE, Resource::Rules { topic, subscription, name: Some(r) }) => deleted(broker.remove_rule(&topic, &subscription, &r).await),
+        _ => error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "GET a collection or an item; PUT or DELETE an item"),
     }
 }
 
-/// What a PUT's `If-None-Match: *` / `If-Match: *` require.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Precondition {
-    None,
-    MustNotExist,
-    MustExist,
+fn list(what: &str, entities: Vec<(String, QueueConfig, usize, usize)>) -> HttpResponse {
+    let items: Vec<Value> = entities.iter().map(|(n, c, a, d)| describe(n, c, *a, *d)).collect();
+    reply(StatusCode::OK, json!({ what: items }))
 }
 
-async fn put_queue(api: &AdminApi, req: Request<Incoming>, name: &str) -> HttpResponse {
+/// The entity at `path` with its counts.
+fn find(broker: &Broker, path: &str) -> Option<(String, QueueConfig, usize, usize)> {
+    broker
+        .list_queues()
+        .into_iter()
+        .chain(broker.list_topics())
+        .chain(broker.list_topics().iter().flat_map(|(t, ..)| broker.list_subscriptions(t).unwrap_or_default()))
+        .find(|(n, ..)| n.eq_ignore_ascii_case(path))
+}
+
+fn show(broker: &Broker, path: &str) -> HttpResponse {
+    match find(broker, path) {
+        Some((n, c, a, d)) => reply(StatusCode::OK, describe(&n, &c, a, d)),
+        None => from_broker(BrokerError::EntityNotFound(path.to_string())),
+    }
+}
+
+fn deleted(result: Result<(), BrokerError>) -> HttpResponse {
+    match result {
+        Ok(()) => reply(StatusCode::NO_CONTENT, Value::Null),
+        Err(e) => from_broker(e),
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned + Default>(req: Request<Incoming>) -> Result<T, HttpResponse> {
+    let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "BadRequest", format!("the body exceeds {MAX_ADMIN_BODY} bytes")))?
+        .to_bytes();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| error(StatusCode::BAD_REQUEST, "BadRequest", format!("invalid properties: {e}")))
+}
+
+/// The kind of entity a PUT makes.
+#[derive(Clone, Copy)]
+enum Kind<'a> {
+    Queue,
+    Topic,
+    Subscription { topic: &'a str, name: &'a str },
+}
+
+async fn put_entity(api: &AdminApi, req: Request<Incoming>, kind: Kind<'_>, path: &str) -> HttpResponse {
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::trim) == Some("*");
-    let precondition = match (header("if-none-match"), header("if-match")) {
-        (true, _) => Precondition::MustNotExist,
-        (_, true) => Precondition::MustExist,
-        _ => Precondition::None,
-    };
-    let body = match Limited::new(req.into_body(), MAX_ADMIN_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "BadRequest", format!("the body exceeds {MAX_ADMIN_BODY} bytes")),
-    };
-    let given: QueueProperties = if body.iter().all(u8::is_ascii_whitespace) {
-        QueueProperties::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(p) => p,
-            Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequest", format!("invalid queue properties: {e}")),
-        }
+    let (create_only, update_only) = (header("if-none-match"), header("if-match"));
+    let given: QueueProperties = match read_json(req).await {
+        Ok(p) => p,
+        Err(response) => return response,
     };
     let broker = &api.broker;
-    let existing = broker.queue_config(name).ok();
-    match (&existing, precondition) {
-        (Some(_), Precondition::MustNotExist) => return from_broker(BrokerError::EntityAlreadyExists(name.to_string())),
-        (None, Precondition::MustExist) => return from_broker(BrokerError::EntityNotFound(name.to_string())),
+    let existing = find(broker, path).map(|(_, c, ..)| c);
+    match (&existing, create_only, update_only) {
+        (Some(_), true, _) => return from_broker(BrokerError::EntityAlreadyExists(path.to_string())),
+        (None, _, true) => return from_broker(BrokerError::EntityNotFound(path.to_string())),
         _ => {}
     }
     let merged = match &existing {
@@ -143,15 +211,31 @@ async fn put_queue(api: &AdminApi, req: Request<Incoming>, name: &str) -> HttpRe
         Ok(c) => c,
         Err(message) => return error(StatusCode::BAD_REQUEST, "BadRequest", message),
     };
-    let (result, status) = match existing {
-        Some(_) => (broker.update_queue(name, config.clone()).await, StatusCode::OK),
-        None => (broker.create_queue(name, config.clone()).await, StatusCode::CREATED),
+    let (result, status) = match (existing, kind) {
+        (Some(_), _) => (broker.update_config(path, config).await, StatusCode::OK),
+        (None, Kind::Queue) => (broker.create_queue(path, config).await, StatusCode::CREATED),
+        (None, Kind::Topic) => (broker.create_topic(path, config).await, StatusCode::CREATED),
+        (None, Kind::Subscription { topic, name }) => (broker.create_subscription(topic, name, config).await, StatusCode::CREATED),
     };
-    match result {
-        Ok(()) => {
-            let (active, dead) = broker.list_queues().into_iter().find(|(n, ..)| n.eq_ignore_ascii_case(name)).map(|(_, _, a, d)| (a, d)).unwrap_or((0, 0));
-            reply(status, describe(name, &config, active, dead))
-        }
+    match result.map(|()| find(broker, path)) {
+        Ok(Some((n, c, a, d))) => reply(status, describe(&n, &c, a, d)),
+        Ok(None) => from_broker(BrokerError::EntityNotFound(path.to_string())),
+        Err(e) => from_broker(e),
+    }
+}
+
+async fn put_rule(api: &AdminApi, req: Request<Incoming>, topic: &str, subscription: &str, name: &str) -> HttpResponse {
+    let given: RuleProperties = match read_json(req).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let rule = match given.to_rule(name) {
+        Ok(r) => r,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "BadRequest", message),
+    };
+    let answer = json!({"Name": name, "Properties": RuleProperties::from_rule(&rule)});
+    match api.broker.add_rule(topic, subscription, rule).await {
+        Ok(()) => reply(StatusCode::CREATED, answer),
         Err(e) => from_broker(e),
     }
 }
