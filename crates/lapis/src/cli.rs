@@ -151,7 +151,7 @@ pub struct ServeArgs {
     /// Storage Queue endpoint port (0 disables it).
     #[arg(long, env = "LAPIS_QUEUE_PORT")]
     pub queue_port: Option<u16>,
-    /// AMQP port for Service Bus and Event Hubs (0 disables it). Reserved.
+    /// AMQP 1.0 port for Service Bus (and later Event Hubs); 0 disables it.
     #[arg(long, env = "LAPIS_AMQP_PORT")]
     pub amqp_port: Option<u16>,
     /// Kafka port for Event Hubs (0 disables it). Reserved.

@@ -55,9 +55,11 @@ pub struct Settings {
     pub host: IpAddr,
     pub queue_port: u16,
     pub http_port: u16,
-    /// Ports reserved for services still to come: Blob, AMQP, Kafka. Not bound yet.
+    /// AMQP 1.0 (Service Bus).
+    pub amqp_port: u16,
+    /// Ports reserved for services still to come: Blob, Kafka. Not bound yet.
     #[allow(dead_code)]
-    pub reserved_ports: [u16; 3],
+    pub reserved_ports: [u16; 2],
     pub durability: DurabilityArg,
     pub accounts: Accounts,
     pub log_level: String,
@@ -114,11 +116,8 @@ impl Settings {
             host,
             queue_port: args.queue_port.or(file.queue_port).unwrap_or(10001),
             http_port: args.http_port.or(file.http_port).unwrap_or(5300),
-            reserved_ports: [
-                args.blob_port.or(file.blob_port).unwrap_or(10000),
-                args.amqp_port.or(file.amqp_port).unwrap_or(5672),
-                args.kafka_port.or(file.kafka_port).unwrap_or(9092),
-            ],
+            amqp_port: args.amqp_port.or(file.amqp_port).unwrap_or(5672),
+            reserved_ports: [args.blob_port.or(file.blob_port).unwrap_or(10000), args.kafka_port.or(file.kafka_port).unwrap_or(9092)],
             durability: args.durability.or(file.durability).unwrap_or(DurabilityArg::Strict),
             accounts,
             log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),

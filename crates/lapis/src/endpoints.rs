@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use lapis_core::auth::sas_token::DEV_KEY_NAME;
 use lapis_core::auth::{DEV_ACCOUNT, DEV_ACCOUNT_KEY};
 
 use crate::config::{Settings, Storage};
@@ -30,8 +31,20 @@ pub fn banner(s: &Settings) -> String {
     if s.queue_port != 0 {
         let _ = writeln!(out, "  Storage Queues   http://{host}:{}/<account>", s.queue_port);
     }
+    if s.amqp_port != 0 {
+        let _ = writeln!(out, "  Service Bus      amqp://{host}:{} (sending; receiving over AMQP is not built yet)", s.amqp_port);
+    }
     if s.http_port != 0 {
-        let _ = writeln!(out, "  Health           http://{host}:{}/health", s.http_port);
+        let _ = writeln!(out, "  Health, admin    http://{host}:{}/health", s.http_port);
+    }
+    let sb_host = if s.host.is_loopback() { "localhost".to_string() } else { host.clone() };
+    if s.amqp_port != 0 {
+        let (name, key) = match s.sas_keys.get(DEV_KEY_NAME) {
+            Some(k) => (DEV_KEY_NAME, k.to_string()),
+            None => ("<key name>", "<its key>".to_string()),
+        };
+        let emulator = if s.host.is_loopback() { "UseDevelopmentEmulator=true;" } else { "" };
+        let _ = writeln!(out, "Service Bus connection string:\n  Endpoint=sb://{sb_host}:{};SharedAccessKeyName={name};SharedAccessKey={key};{emulator}", s.amqp_port);
     }
     if s.queue_port != 0 {
         let _ = writeln!(out, "Connection strings:");

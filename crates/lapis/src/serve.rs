@@ -113,6 +113,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         });
         servers.spawn(lapis_http::server::serve(listener, move |req| api.clone().handle(req), shutdown_rx.clone()));
     }
+    if settings.amqp_port != 0 {
+        let listener = bind(settings.host, settings.amqp_port, "AMQP").await?;
+        let service = Arc::new(lapis_amqp::AmqpService { broker: servicebus.broker.clone(), sas_keys: settings.sas_keys.clone() });
+        servers.spawn(lapis_amqp::serve(listener, service, shutdown_rx.clone()));
+    }
     if settings.http_port != 0 {
         let listener = bind(settings.host, settings.http_port, "HTTP").await?;
         let admin = Arc::new(AdminApi { test_clock, broker: servicebus.broker.clone(), sas_keys: settings.sas_keys.clone() });

@@ -67,7 +67,7 @@ fn a_data_directory_serves_one_process_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let (mut first, queue_port, _) = start(&["--data-dir", data]);
-    let second = run(&["serve", "--data-dir", data, "--queue-port", "0", "--http-port", "0"]);
+    let second = run(&["serve", "--data-dir", data, "--queue-port", "0", "--http-port", "0", "--amqp-port", "0"]);
     assert!(!second.status.success());
     assert!(text(&second.stderr).contains("in use by another lapis process"), "{}", text(&second.stderr));
 
@@ -107,7 +107,7 @@ fn damage_mid_segment_stops_start_up_until_salvage_is_asked_for() {
     let dir = tempfile::tempdir().unwrap();
     damage_middle_record(dir.path());
     let data = dir.path().to_str().unwrap();
-    let refused = run(&["serve", "--data-dir", data, "--queue-port", "0", "--http-port", "0"]);
+    let refused = run(&["serve", "--data-dir", data, "--queue-port", "0", "--http-port", "0", "--amqp-port", "0"]);
     assert!(!refused.status.success());
     let err = text(&refused.stderr);
     assert!(err.contains("corrupt record") && err.contains("--salvage"), "{err}");

@@ -45,7 +45,7 @@ fn an_invalid_declaration_stops_start_up_naming_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("Config.json");
     std::fs::write(&config, EMULATOR_CONFIG.replace("PT30S", "PT1H")).unwrap();
-    let out = run(&["serve", "--in-memory", "--config", config.to_str().unwrap(), "--queue-port", "0", "--http-port", "0"]);
+    let out = run(&["serve", "--in-memory", "--config", config.to_str().unwrap(), "--queue-port", "0", "--http-port", "0", "--amqp-port", "0"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("queue.1") && err.contains("LockDuration"), "{err}");
@@ -155,7 +155,7 @@ fn an_invalid_rule_in_the_config_stops_start_up_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("Config.json");
     std::fs::write(&config, EMULATOR_TOPICS.replace("userProp1 = 'value1'", "userProp1 = ")).unwrap();
-    let out = run(&["serve", "--in-memory", "--config", config.to_str().unwrap(), "--queue-port", "0", "--http-port", "0"]);
+    let out = run(&["serve", "--in-memory", "--config", config.to_str().unwrap(), "--queue-port", "0", "--http-port", "0", "--amqp-port", "0"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("sql-filter-1") && err.contains("SqlFilter"), "{err}");

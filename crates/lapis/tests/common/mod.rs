@@ -26,8 +26,16 @@ pub fn free_port() -> u16 {
 
 /// Starts `lapis serve` on free ports and waits until /health answers.
 pub fn start(extra: &[&str]) -> (Child, u16, u16) {
-    let (queue_port, http_port) = (free_port(), free_port());
-    let mut args = vec!["serve".to_string(), "--queue-port".into(), queue_port.to_string(), "--http-port".into(), http_port.to_string()];
+    let (queue_port, http_port, amqp_port) = (free_port(), free_port(), free_port());
+    let mut args = vec![
+        "serve".to_string(),
+        "--queue-port".into(),
+        queue_port.to_string(),
+        "--http-port".into(),
+        http_port.to_string(),
+        "--amqp-port".into(),
+        amqp_port.to_string(),
+    ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut child = lapis().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("lapis starts");
     let deadline = Instant::now() + Duration::from_secs(20);

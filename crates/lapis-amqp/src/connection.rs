@@ -1,0 +1,463 @@
+//! One AMQP connection: SASL, open, sessions, links, transfers, dispositions, heartbeats,
+//! all in one task with no shared state but the broker. Channels and handles echo the
+//! peer's numbers, which keeps the bookkeeping to one map each.
+//!
+//! This first version serves CBS and links on which clients *send* to Service Bus
+//! entities; links on which clients receive are refused with `amqp:not-implemented`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fe2o3_amqp::frames::sasl;
+use fe2o3_amqp_types::definitions::{AmqpError, Error, ErrorCondition, Handle, LinkError, ReceiverSettleMode, Role};
+use fe2o3_amqp_types::messaging::message::__private::Serializable;
+use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected, TargetArchetype};
+use fe2o3_amqp_types::performatives::{Attach, Begin, Close, Detach, Disposition, End, Flow, Open, Performative, Transfer};
+use fe2o3_amqp_types::primitives::Symbol;
+use fe2o3_amqp_types::sasl::{SaslCode, SaslMechanisms, SaslOutcome};
+use lapis_core::broker::{parse_address, BrokerError, SubQueue};
+use lapis_core::Clock;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+use crate::cbs::{self, Grants};
+use crate::frame::{self, AmqpFrame, FrameError, AMQP_HEADER, SASL_HEADER};
+use crate::message;
+use crate::AmqpService;
+
+/// Largest frame Lapis accepts and announces.
+pub const MAX_FRAME_SIZE: u32 = 1 << 20;
+/// Link credit granted to a sender; refilled when half is used.
+const CREDIT: u32 = 200;
+/// Largest message Lapis reassembles from transfer frames (Premium's 100 MB).
+const MAX_MESSAGE: usize = 100 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+type Result<T> = std::result::Result<T, ConnectionError>;
+
+enum LinkKind {
+    /// The client sends put-token requests to `$cbs`.
+    CbsRequests,
+    /// Lapis sends CBS answers to the client.
+    CbsAnswers,
+    /// The client sends messages to an entity.
+    EntityIn { entity: String },
+}
+
+struct Link {
+    name: String,
+    kind: LinkKind,
+    /// Credit left for the peer's transfers (client senders).
+    credit: u32,
+    delivery_count: u32,
+    /// Credit the peer gave Lapis (client receivers).
+    peer_credit: u32,
+    /// A delivery arriving in several frames.
+    partial: Option<(u32, bool, u32, Vec<u8>)>,
+    /// Answers waiting for credit.
+    queued: Vec<Vec<u8>>,
+}
+
+struct Session {
+    next_incoming_id: u32,
+    next_outgoing_id: u32,
+    links: HashMap<u32, Link>,
+}
+
+struct Conn<'a, W> {
+    service: &'a AmqpService,
+    out: W,
+    sessions: HashMap<u16, Session>,
+    grants: Grants,
+    peer_max_frame: u32,
+    next_tag: u64,
+}
+
+/// An AMQP error. `info` is always present (empty): pyamqp reads it by position and
+/// fails on the shorter list the encoder writes when it is null.
+fn error(condition: ErrorCondition, description: impl Into<String>) -> Error {
+    Error { condition, description: Some(description.into()), info: Some(Box::default()) }
+}
+
+fn custom(symbol: &str, description: impl Into<String>) -> Error {
+    error(ErrorCondition::Custom(Symbol::from(symbol)), description)
+}
+
+/// The AMQP error a broker refusal maps to.
+pub fn broker_error(e: &BrokerError) -> Error {
+    let text = e.to_string();
+    match e {
+        BrokerError::EntityNotFound(_) => error(ErrorCondition::AmqpError(AmqpError::NotFound), text),
+        BrokerError::MessageSizeExceeded { .. } => error(ErrorCondition::LinkError(LinkError::MessageSizeExceeded), text),
+        BrokerError::QuotaExceeded(_) => error(ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded), text),
+        BrokerError::MessageLockLost => custom("com.microsoft:message-lock-lost", text),
+        BrokerError::SessionLockLost => custom("com.microsoft:session-lock-lost", text),
+        BrokerError::SessionCannotBeLocked(_) => custom("com.microsoft:session-cannot-be-locked", text),
+        BrokerError::MessageNotFound(_) => custom("com.microsoft:message-not-found", text),
+        BrokerError::EntityAlreadyExists(_) => custom("com.microsoft:entity-already-exists", text),
+        BrokerError::InvalidEntityName(_) | BrokerError::InvalidOperation(_) => error(ErrorCondition::AmqpError(AmqpError::NotAllowed), text),
+        BrokerError::Store(_) => error(ErrorCondition::AmqpError(AmqpError::InternalError), "The server could not store the message. Please retry."),
+    }
+}
+
+/// Negotiates SASL (any mechanism is accepted: authorization happens through CBS) and
+/// the AMQP header. Returns false if the peer spoke something else.
+async fn negotiate<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &mut W) -> Result<bool> {
+    let mut header = frame::read_header(r).await?;
+    if header == SASL_HEADER {
+        w.write_all(&SASL_HEADER).await?;
+        let mechanisms = ["MSSBCBS", "ANONYMOUS", "PLAIN"].map(Symbol::from).to_vec();
+        frame::write_sasl(w, &sasl::Frame::Mechanisms(SaslMechanisms { sasl_server_mechanisms: mechanisms.into() })).await?;
+        match frame::read_sasl(r).await? {
+            sasl::Frame::Init(_) => {}
+            other => return Err(ConnectionError::Protocol(format!("expected sasl-init, got {other:?}"))),
+        }
+        frame::write_sasl(w, &sasl::Frame::Outcome(SaslOutcome { code: SaslCode::Ok, additional_data: None })).await?;
+        header = frame::read_header(r).await?;
+    }
+    if header != AMQP_HEADER {
+        // Answer with the header we speak, as the specification asks, then hang up.
+        w.write_all(&SASL_HEADER).await?;
+        return Ok(false);
+    }
+    w.write_all(&AMQP_HEADER).await?;
+    Ok(true)
+}
+
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(stream: S, service: &AmqpService) -> Result<()> {
+    let (read_half, write_half) = tokio::io::split(stream);
+    let mut r = BufReader::new(read_half);
+    let mut w = write_half;
+    if !negotiate(&mut r, &mut w).await? {
+        return Ok(());
+    }
+    let mut conn = Conn { service, out: w, sessions: HashMap::new(), grants: Grants::default(), peer_max_frame: frame::MIN_MAX_FRAME_SIZE, next_tag: 0 };
+    let mut heartbeat: Option<tokio::time::Interval> = None;
+    loop {
+        let next = async {
+            match &mut heartbeat {
+                Some(h) => {
+                    h.tick().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            frame = frame::read_amqp(&mut r, MAX_FRAME_SIZE) => {
+                let AmqpFrame { channel, performative, payload } = frame?;
+                let Some(performative) = performative else { continue };
+                if let Performative::Open(open) = &performative {
+                    if let Some(ms) = open.idle_time_out.filter(|ms| *ms > 0) {
+                        let mut h = tokio::time::interval(Duration::from_millis((ms / 2).max(1000) as u64));
+                        h.tick().await;
+                        heartbeat = Some(h);
+                    }
+                }
+                if !conn.handle(channel, performative, payload).await? {
+                    return Ok(());
+                }
+            }
+            _ = next => conn.send(0, None, &[]).await?,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Conn<'_, W> {
+    async fn send(&mut self, channel: u16, performative: Option<Performative>, payload: &[u8]) -> Result<()> {
+        let bytes = frame::encode_amqp(channel, performative.as_ref(), payload)?;
+        self.out.write_all(&bytes).await.map_err(FrameError::from)?;
+        Ok(())
+    }
+
+    fn session(&mut self, channel: u16) -> Result<&mut Session> {
+        self.sessions.get_mut(&channel).ok_or_else(|| ConnectionError::Protocol(format!("no session on channel {channel}")))
+    }
+
+    /// Handles one performative; false once the connection is closed.
+    async fn handle(&mut self, channel: u16, performative: Performative, payload: bytes::Bytes) -> Result<bool> {
+        match performative {
+            Performative::Open(open) => {
+                self.peer_max_frame = open.max_frame_size.0.clamp(frame::MIN_MAX_FRAME_SIZE, MAX_FRAME_SIZE);
+                let reply = Open {
+                    container_id: format!("lapis-{}", uuid::Uuid::new_v4().simple()),
+                    hostname: None,
+                    max_frame_size: MAX_FRAME_SIZE.into(),
+                    channel_max: 65535.into(),
+                    idle_time_out: None,
+                    outgoing_locales: None,
+                    incoming_locales: None,
+                    offered_capabilities: None,
+                    desired_capabilities: None,
+                    properties: None,
+                };
+                self.send(0, Some(Performative::Open(reply)), &[]).await?;
+            }
+            Performative::Begin(begin) => {
+                self.sessions.insert(channel, Session { next_incoming_id: begin.next_outgoing_id, next_outgoing_id: 0, links: HashMap::new() });
+                let reply = Begin {
+                    remote_channel: Some(channel),
+                    next_outgoing_id: 0,
+                    incoming_window: u32::MAX / 2,
+                    outgoing_window: u32::MAX / 2,
+                    handle_max: Handle::default(),
+                    offered_capabilities: None,
+                    desired_capabilities: None,
+                    properties: None,
+                };
+                self.send(channel, Some(Performative::Begin(reply)), &[]).await?;
+            }
+            Performative::Attach(attach) => self.on_attach(channel, attach).await?,
+            Performative::Flow(flow) => self.on_flow(channel, flow).await?,
+            Performative::Transfer(transfer) => self.on_transfer(channel, transfer, payload).await?,
+            Performative::Disposition(_) => {}
+            Performative::Detach(detach) => {
+                self.session(channel)?.links.remove(&detach.handle.0);
+                let reply = Detach { handle: detach.handle, closed: detach.closed, error: None };
+                self.send(channel, Some(Performative::Detach(reply)), &[]).await?;
+            }
+            Performative::End(_) => {
+                self.sessions.remove(&channel);
+                self.send(channel, Some(Performative::End(End { error: None })), &[]).await?;
+            }
+            Performative::Close(_) => {
+                self.send(0, Some(Performative::Close(Close { error: None })), &[]).await?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn refuse_link(&mut self, channel: u16, mut attach: Attach, e: Error) -> Result<()> {
+        // The refusal pattern of the specification: a reply with a null terminus,
+        // then a detach carrying the error.
+        let handle = attach.handle.clone();
+        attach.role = match attach.role {
+            Role::Sender => Role::Receiver,
+            Role::Receiver => Role::Sender,
+        };
+        match attach.role {
+            Role::Receiver => attach.target = None,
+            Role::Sender => attach.source = None,
+        }
+        attach.initial_delivery_count = Some(0).filter(|_| attach.role == Role::Sender);
+        self.send(channel, Some(Performative::Attach(attach)), &[]).await?;
+        let detach = Detach { handle, closed: true, error: Some(e) };
+        self.send(channel, Some(Performative::Detach(detach)), &[]).await
+    }
+
+    async fn on_attach(&mut self, channel: u16, attach: Attach) -> Result<()> {
+        let target = attach.target.as_deref().and_then(|t| match t {
+            TargetArchetype::Target(t) => t.address.clone(),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        });
+        let source = attach.source.as_ref().and_then(|s| s.address.clone());
+        let (address, client_sends) = match attach.role {
+            Role::Sender => (target.unwrap_or_default(), true),
+            Role::Receiver => (source.unwrap_or_default(), false),
+        };
+        let path = cbs::normalize(&address);
+        let kind = if path == "$cbs" {
+            if client_sends { LinkKind::CbsRequests } else { LinkKind::CbsAnswers }
+        } else if !client_sends {
+            let e = error(ErrorCondition::AmqpError(AmqpError::NotImplemented), "Receiving from Lapis over AMQP is not available yet.");
+            return self.refuse_link(channel, attach, e).await;
+        } else {
+            let (entity, sub) = parse_address(&path);
+            if sub != SubQueue::Main {
+                let e = error(ErrorCondition::AmqpError(AmqpError::NotAllowed), "Messages cannot be sent to a dead-letter queue.");
+                return self.refuse_link(channel, attach, e).await;
+            }
+            if let Err(e) = self.service.broker.queue_config(entity) {
+                return self.refuse_link(channel, attach, broker_error(&e)).await;
+            }
+            if !self.grants.allows(&path, lapis_core::SystemClock.now_ms()) {
+                let e = error(ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess), format!("Unauthorized access to '{entity}': put a valid token on $cbs first."));
+                return self.refuse_link(channel, attach, e).await;
+            }
+            LinkKind::EntityIn { entity: entity.to_string() }
+        };
+        let handle = attach.handle.0;
+        let max_message = match &kind {
+            LinkKind::EntityIn { entity } => self.service.broker.queue_config(entity).map(|c| c.max_message_bytes).unwrap_or(256 << 10),
+            _ => 1 << 20,
+        };
+        let mut reply = attach.clone();
+        reply.role = if client_sends { Role::Receiver } else { Role::Sender };
+        // Senders that ask for rcv-settle-mode second ignore unsettled answers, so
+        // Lapis settles on first.
+        reply.rcv_settle_mode = ReceiverSettleMode::First;
+        reply.initial_delivery_count = if client_sends { None } else { Some(0) };
+        reply.max_message_size = Some(max_message);
+        reply.unsettled = None;
+        self.send(channel, Some(Performative::Attach(reply)), &[]).await?;
+        let delivery_count = attach.initial_delivery_count.unwrap_or(0);
+        let link = Link { name: attach.name.clone(), kind, credit: 0, delivery_count, peer_credit: 0, partial: None, queued: Vec::new() };
+        self.session(channel)?.links.insert(handle, link);
+        if client_sends {
+            self.grant_credit(channel, handle).await?;
+        }
+        Ok(())
+    }
+
+    async fn grant_credit(&mut self, channel: u16, handle: u32) -> Result<()> {
+        let session = self.session(channel)?;
+        let (next_incoming_id, next_outgoing_id) = (session.next_incoming_id, session.next_outgoing_id);
+        let link = session.links.get_mut(&handle).ok_or_else(|| ConnectionError::Protocol("no such link".into()))?;
+        link.credit = CREDIT;
+        let flow = Flow {
+            next_incoming_id: Some(next_incoming_id),
+            incoming_window: u32::MAX / 2,
+            next_outgoing_id,
+            outgoing_window: u32::MAX / 2,
+            handle: Some(Handle(handle)),
+            delivery_count: Some(link.delivery_count),
+            link_credit: Some(CREDIT),
+            available: None,
+            drain: false,
+            echo: false,
+            properties: None,
+        };
+        self.send(channel, Some(Performative::Flow(flow)), &[]).await
+    }
+
+    async fn on_flow(&mut self, channel: u16, flow: Flow) -> Result<()> {
+        let Some(handle) = flow.handle else { return Ok(()) };
+        let session = self.session(channel)?;
+        let Some(link) = session.links.get_mut(&handle.0) else { return Ok(()) };
+        let credit = flow.link_credit.unwrap_or(0);
+        // The peer's view: credit counts from its delivery-count.
+        let sent_since = link.delivery_count.wrapping_sub(flow.delivery_count.unwrap_or(link.delivery_count));
+        link.peer_credit = credit.saturating_sub(sent_since);
+        let queued = std::mem::take(&mut link.queued);
+        for m in queued {
+            self.send_message(channel, handle.0, m).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends an encoded message settled on a link where Lapis is the sender; queues it
+    /// while the peer has given no credit.
+    async fn send_message(&mut self, channel: u16, handle: u32, encoded: Vec<u8>) -> Result<()> {
+        self.next_tag += 1;
+        let tag = self.next_tag.to_be_bytes().to_vec();
+        let session = self.session(channel)?;
+        let link = session.links.get_mut(&handle).ok_or_else(|| ConnectionError::Protocol("no such link".into()))?;
+        if link.peer_credit == 0 {
+            link.queued.push(encoded);
+            return Ok(());
+        }
+        link.peer_credit -= 1;
+        link.delivery_count = link.delivery_count.wrapping_add(1);
+        let delivery_id = session.next_outgoing_id;
+        session.next_outgoing_id = session.next_outgoing_id.wrapping_add(1);
+        let transfer = Transfer {
+            handle: Handle(handle),
+            delivery_id: Some(delivery_id),
+            delivery_tag: Some(tag.into()),
+            message_format: Some(0),
+            settled: Some(true),
+            more: false,
+            rcv_settle_mode: None,
+            state: None,
+            resume: false,
+            aborted: false,
+            batchable: false,
+        };
+        self.send(channel, Some(Performative::Transfer(transfer)), &encoded).await
+    }
+
+    async fn on_transfer(&mut self, channel: u16, transfer: Transfer, payload: bytes::Bytes) -> Result<()> {
+        let session = self.session(channel)?;
+        session.next_incoming_id = session.next_incoming_id.wrapping_add(1);
+        let handle = transfer.handle.0;
+        let link = session.links.get_mut(&handle).ok_or_else(|| ConnectionError::Protocol(format!("transfer on unknown handle {handle}")))?;
+        let (delivery_id, settled, format, mut bytes) = match link.partial.take() {
+            Some(p) => p,
+            None => {
+                let id = transfer.delivery_id.ok_or_else(|| ConnectionError::Protocol("first transfer frame without delivery-id".into()))?;
+                (id, transfer.settled.unwrap_or(false), transfer.message_format.unwrap_or(0), Vec::new())
+            }
+        };
+        if bytes.len() + payload.len() > MAX_MESSAGE {
+            return Err(ConnectionError::Protocol(format!("a message larger than {MAX_MESSAGE} bytes")));
+        }
+        bytes.extend_from_slice(&payload);
+        if transfer.more {
+            link.partial = Some((delivery_id, settled, format, bytes));
+            return Ok(());
+        }
+        if transfer.aborted {
+            return Ok(());
+        }
+        link.credit = link.credit.saturating_sub(1);
+        link.delivery_count = link.delivery_count.wrapping_add(1);
+        let refill = link.credit < CREDIT / 2;
+        let outcome = match &link.kind {
+            LinkKind::CbsRequests => {
+                self.on_cbs_request(channel, &bytes).await?;
+                Ok(())
+            }
+            LinkKind::EntityIn { entity } => {
+                let entity = entity.clone();
+                self.deliver_to_broker(&entity, bytes, format).await
+            }
+            LinkKind::CbsAnswers => Err(error(ErrorCondition::AmqpError(AmqpError::NotAllowed), "transfers go the other way on this link")),
+        };
+        if !settled {
+            let state = match outcome {
+                Ok(()) => DeliveryState::Accepted(Accepted {}),
+                Err(e) => DeliveryState::Rejected(Rejected { error: Some(e) }),
+            };
+            let disposition = Disposition { role: Role::Receiver, first: delivery_id, last: None, settled: true, state: Some(state), batchable: false };
+            self.send(channel, Some(Performative::Disposition(disposition)), &[]).await?;
+        }
+        if refill {
+            self.grant_credit(channel, handle).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver_to_broker(&mut self, entity: &str, bytes: Vec<u8>, format: u32) -> std::result::Result<(), Error> {
+        let decode_error = |e: message::DecodeError| error(ErrorCondition::AmqpError(AmqpError::DecodeError), e.to_string());
+        let parts = message::split(bytes, format).map_err(decode_error)?;
+        let messages = parts.into_iter().map(message::to_outgoing).collect::<std::result::Result<Vec<_>, _>>().map_err(decode_error)?;
+        self.service.broker.send(entity, messages).await.map(|_| ()).map_err(|e| broker_error(&e))
+    }
+
+    async fn on_cbs_request(&mut self, channel: u16, bytes: &[u8]) -> Result<()> {
+        let request = match message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable CBS request");
+                return Ok(());
+            }
+        };
+        let now = lapis_core::SystemClock.now_ms();
+        let (status, description) = cbs::put_token(&request, &self.service.sas_keys, &mut self.grants, now);
+        let answer = cbs::response(&request, status, &description);
+        let encoded = serde_amqp::to_vec(&Serializable(answer)).map_err(|e| FrameError::Encode(e.to_string()))?;
+        // Answer on the link the request names in reply-to, else the session's $cbs receiver link.
+        let reply_to = request.properties.as_ref().and_then(|p| p.reply_to.clone());
+        let session = self.session(channel)?;
+        let target = session
+            .links
+            .iter()
+            .filter(|(_, l)| matches!(l.kind, LinkKind::CbsAnswers))
+            .find(|(_, l)| reply_to.as_deref().is_none_or(|r| r == l.name))
+            .or_else(|| session.links.iter().find(|(_, l)| matches!(l.kind, LinkKind::CbsAnswers)))
+            .map(|(h, _)| *h);
+        match target {
+            Some(handle) => self.send_message(channel, handle, encoded).await,
+            None => Err(ConnectionError::Protocol("a CBS request without a $cbs receiver link".into())),
+        }
+    }
+}
