@@ -2,20 +2,22 @@
 //! all in one task with no shared state but the broker. Channels and handles echo the
 //! peer's numbers, which keeps the bookkeeping to one map each.
 //!
-//! This first version serves CBS and links on which clients *send* to Service Bus
-//! entities; links on which clients receive are refused with `amqp:not-implemented`.
+//! Serves CBS, links on which clients send to Service Bus entities, and links on which
+//! they receive (peek-lock and receive-and-delete) and settle by disposition. Session
+//! receivers and `$management` are still to come and are refused with
+//! `amqp:not-implemented`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use fe2o3_amqp::frames::sasl;
-use fe2o3_amqp_types::definitions::{AmqpError, Error, ErrorCondition, Handle, LinkError, ReceiverSettleMode, Role};
+use fe2o3_amqp_types::definitions::{AmqpError, Error, ErrorCondition, Handle, LinkError, ReceiverSettleMode, Role, SenderSettleMode};
 use fe2o3_amqp_types::messaging::message::__private::Serializable;
-use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected, TargetArchetype};
+use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected, Released, TargetArchetype};
 use fe2o3_amqp_types::performatives::{Attach, Begin, Close, Detach, Disposition, End, Flow, Open, Performative, Transfer};
 use fe2o3_amqp_types::primitives::Symbol;
 use fe2o3_amqp_types::sasl::{SaslCode, SaslMechanisms, SaslOutcome};
-use lapis_core::broker::{parse_address, BrokerError, SubQueue};
+use lapis_core::broker::{parse_address, BrokerError, PropertyValue, ReceiveMode, Settlement, SubQueue};
 use lapis_core::Clock;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -50,6 +52,8 @@ enum LinkKind {
     CbsAnswers,
     /// The client sends messages to an entity.
     EntityIn { entity: String },
+    /// The client receives messages from an entity's sub-queue.
+    EntityOut { entity: String, sub: SubQueue, mode: ReceiveMode },
 }
 
 struct Link {
@@ -70,7 +74,17 @@ struct Session {
     next_incoming_id: u32,
     next_outgoing_id: u32,
     links: HashMap<u32, Link>,
+    /// Peek-locked deliveries awaiting the client's disposition, by delivery id.
+    unsettled: HashMap<u32, (String, SubQueue, uuid::Uuid)>,
 }
+
+/// At most this many messages are taken from the broker per pump.
+const MAX_BATCH: usize = 32;
+/// Receivers with credit look for messages at least this often (lock expiry and
+/// scheduled messages wake nobody).
+const RECEIVE_RECHECK: Duration = Duration::from_secs(1);
+/// A disposition may settle at most this many deliveries at once.
+const MAX_DISPOSITION_RANGE: u32 = 10_000;
 
 struct Conn<'a, W> {
     service: &'a AmqpService,
@@ -150,7 +164,20 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(stream: S, service: &AmqpSer
                 None => std::future::pending::<()>().await,
             }
         };
+        let waiting = conn.has_waiting_receivers();
+        let broker = service.broker.clone();
+        let wake = async move {
+            if waiting {
+                tokio::select! {
+                    _ = broker.activity() => {}
+                    _ = tokio::time::sleep(RECEIVE_RECHECK) => {}
+                }
+            } else {
+                std::future::pending::<()>().await
+            }
+        };
         tokio::select! {
+            _ = wake => conn.pump_all().await?,
             frame = frame::read_amqp(&mut r, MAX_FRAME_SIZE) => {
                 let AmqpFrame { channel, performative, payload } = frame?;
                 let Some(performative) = performative else { continue };
@@ -201,7 +228,8 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 self.send(0, Some(Performative::Open(reply)), &[]).await?;
             }
             Performative::Begin(begin) => {
-                self.sessions.insert(channel, Session { next_incoming_id: begin.next_outgoing_id, next_outgoing_id: 0, links: HashMap::new() });
+                let session = Session { next_incoming_id: begin.next_outgoing_id, next_outgoing_id: 0, links: HashMap::new(), unsettled: HashMap::new() };
+                self.sessions.insert(channel, session);
                 let reply = Begin {
                     remote_channel: Some(channel),
                     next_outgoing_id: 0,
@@ -217,7 +245,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             Performative::Attach(attach) => self.on_attach(channel, attach).await?,
             Performative::Flow(flow) => self.on_flow(channel, flow).await?,
             Performative::Transfer(transfer) => self.on_transfer(channel, transfer, payload).await?,
-            Performative::Disposition(_) => {}
+            Performative::Disposition(d) => self.on_disposition(channel, d).await?,
             Performative::Detach(detach) => {
                 self.session(channel)?.links.remove(&detach.handle.0);
                 let reply = Detach { handle: detach.handle, closed: detach.closed, error: None };
@@ -267,23 +295,33 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         let path = cbs::normalize(&address);
         let kind = if path == "$cbs" {
             if client_sends { LinkKind::CbsRequests } else { LinkKind::CbsAnswers }
-        } else if !client_sends {
-            let e = error(ErrorCondition::AmqpError(AmqpError::NotImplemented), "Receiving from Lapis over AMQP is not available yet.");
-            return self.refuse_link(channel, attach, e).await;
         } else {
             let (entity, sub) = parse_address(&path);
-            if sub != SubQueue::Main {
-                let e = error(ErrorCondition::AmqpError(AmqpError::NotAllowed), "Messages cannot be sent to a dead-letter queue.");
-                return self.refuse_link(channel, attach, e).await;
-            }
-            if let Err(e) = self.service.broker.queue_config(entity) {
-                return self.refuse_link(channel, attach, broker_error(&e)).await;
-            }
+            let config = match self.service.broker.queue_config(entity) {
+                Ok(c) => c,
+                Err(e) => return self.refuse_link(channel, attach, broker_error(&e)).await,
+            };
             if !self.grants.allows(&path, lapis_core::SystemClock.now_ms()) {
                 let e = error(ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess), format!("Unauthorized access to '{entity}': put a valid token on $cbs first."));
                 return self.refuse_link(channel, attach, e).await;
             }
-            LinkKind::EntityIn { entity: entity.to_string() }
+            if client_sends {
+                if sub != SubQueue::Main {
+                    let e = error(ErrorCondition::AmqpError(AmqpError::NotAllowed), "Messages cannot be sent to a dead-letter queue.");
+                    return self.refuse_link(channel, attach, e).await;
+                }
+                LinkKind::EntityIn { entity: entity.to_string() }
+            } else {
+                if config.requires_session && sub == SubQueue::Main {
+                    let e = error(ErrorCondition::AmqpError(AmqpError::NotImplemented), "Session receivers over AMQP are not available in Lapis yet.");
+                    return self.refuse_link(channel, attach, e).await;
+                }
+                let mode = match attach.snd_settle_mode {
+                    SenderSettleMode::Settled => ReceiveMode::ReceiveAndDelete,
+                    _ => ReceiveMode::PeekLock,
+                };
+                LinkKind::EntityOut { entity: entity.to_string(), sub, mode }
+            }
         };
         let handle = attach.handle.0;
         let max_message = match &kind {
@@ -293,8 +331,11 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         let mut reply = attach.clone();
         reply.role = if client_sends { Role::Receiver } else { Role::Sender };
         // Senders that ask for rcv-settle-mode second ignore unsettled answers, so
-        // Lapis settles on first.
-        reply.rcv_settle_mode = ReceiverSettleMode::First;
+        // Lapis settles on first; receivers keep the mode they asked for (Lapis always
+        // answers their dispositions settled).
+        if client_sends {
+            reply.rcv_settle_mode = ReceiverSettleMode::First;
+        }
         reply.initial_delivery_count = if client_sends { None } else { Some(0) };
         reply.max_message_size = Some(max_message);
         reply.unsettled = None;
@@ -337,9 +378,158 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         // The peer's view: credit counts from its delivery-count.
         let sent_since = link.delivery_count.wrapping_sub(flow.delivery_count.unwrap_or(link.delivery_count));
         link.peer_credit = credit.saturating_sub(sent_since);
+        link.delivery_count = flow.delivery_count.unwrap_or(link.delivery_count).wrapping_add(sent_since);
         let queued = std::mem::take(&mut link.queued);
         for m in queued {
             self.send_message(channel, handle.0, m).await?;
+        }
+        self.pump(channel, handle.0).await?;
+        if flow.drain {
+            self.drain(channel, handle.0).await?;
+        }
+        Ok(())
+    }
+
+    fn has_waiting_receivers(&self) -> bool {
+        self.sessions.values().any(|s| s.links.values().any(|l| matches!(l.kind, LinkKind::EntityOut { .. }) && l.peer_credit > 0))
+    }
+
+    /// Gives every waiting receiver what the broker has for it now.
+    async fn pump_all(&mut self) -> Result<()> {
+        let waiting: Vec<(u16, u32)> = self
+            .sessions
+            .iter()
+            .flat_map(|(c, s)| s.links.iter().filter(|(_, l)| matches!(l.kind, LinkKind::EntityOut { .. }) && l.peer_credit > 0).map(|(h, _)| (*c, *h)))
+            .collect();
+        for (channel, handle) in waiting {
+            self.pump(channel, handle).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends messages on a receiver link while it has credit and the broker has messages.
+    async fn pump(&mut self, channel: u16, handle: u32) -> Result<()> {
+        loop {
+            let session = self.session(channel)?;
+            let Some(link) = session.links.get(&handle) else { return Ok(()) };
+            let LinkKind::EntityOut { entity, sub, mode } = &link.kind else { return Ok(()) };
+            let (entity, sub, mode) = (entity.clone(), *sub, *mode);
+            let want = (link.peer_credit as usize).min(MAX_BATCH);
+            if want == 0 {
+                return Ok(());
+            }
+            let deliveries = match self.service.broker.receive(&entity, sub, mode, want).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::debug!(error = %e, "receive failed");
+                    return Ok(());
+                }
+            };
+            if deliveries.is_empty() {
+                return Ok(());
+            }
+            for d in deliveries {
+                let bytes = match crate::delivery::encode(&d) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(error = %e, sequence = d.sequence_number, "a stored message could not be re-encoded");
+                        continue;
+                    }
+                };
+                let token = d.lock_token.unwrap_or_else(uuid::Uuid::new_v4);
+                let settled = mode == ReceiveMode::ReceiveAndDelete;
+                let delivery_id = self.transfer(channel, handle, crate::delivery::lock_token_tag(token), settled, &bytes).await?;
+                if !settled {
+                    self.session(channel)?.unsettled.insert(delivery_id, (entity.clone(), sub, token));
+                }
+            }
+        }
+    }
+
+    /// Answers a drain request: the credit left is used up and reported back.
+    async fn drain(&mut self, channel: u16, handle: u32) -> Result<()> {
+        let session = self.session(channel)?;
+        let (next_incoming_id, next_outgoing_id) = (session.next_incoming_id, session.next_outgoing_id);
+        let Some(link) = session.links.get_mut(&handle) else { return Ok(()) };
+        link.delivery_count = link.delivery_count.wrapping_add(link.peer_credit);
+        link.peer_credit = 0;
+        let flow = Flow {
+            next_incoming_id: Some(next_incoming_id),
+            incoming_window: u32::MAX / 2,
+            next_outgoing_id,
+            outgoing_window: u32::MAX / 2,
+            handle: Some(Handle(handle)),
+            delivery_count: Some(link.delivery_count),
+            link_credit: Some(0),
+            available: Some(0),
+            drain: true,
+            echo: false,
+            properties: None,
+        };
+        self.send(channel, Some(Performative::Flow(flow)), &[]).await
+    }
+
+    /// Sends one message, split into frames that fit the peer's max frame size.
+    /// Returns its delivery id.
+    async fn transfer(&mut self, channel: u16, handle: u32, tag: Vec<u8>, settled: bool, bytes: &[u8]) -> Result<u32> {
+        let chunk = (self.peer_max_frame as usize).saturating_sub(512).max(256);
+        let session = self.session(channel)?;
+        let delivery_id = session.next_outgoing_id;
+        let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![bytes] } else { bytes.chunks(chunk).collect() };
+        session.next_outgoing_id = session.next_outgoing_id.wrapping_add(chunks.len() as u32);
+        if let Some(link) = session.links.get_mut(&handle) {
+            link.peer_credit = link.peer_credit.saturating_sub(1);
+            link.delivery_count = link.delivery_count.wrapping_add(1);
+        }
+        let last = chunks.len() - 1;
+        for (i, part) in chunks.into_iter().enumerate() {
+            let transfer = Transfer {
+                handle: Handle(handle),
+                delivery_id: (i == 0).then_some(delivery_id),
+                delivery_tag: (i == 0).then(|| tag.clone().into()),
+                message_format: (i == 0).then_some(0),
+                settled: (i == 0).then_some(settled),
+                more: i != last,
+                rcv_settle_mode: None,
+                state: None,
+                resume: false,
+                aborted: false,
+                batchable: false,
+            };
+            self.send(channel, Some(Performative::Transfer(transfer)), part).await?;
+        }
+        Ok(delivery_id)
+    }
+
+    /// Settles peek-locked deliveries as the client's disposition says, and confirms
+    /// each with a settled disposition carrying the outcome (a bare `rejected` for a
+    /// dead-letter, `message-lock-lost` when the lock is gone).
+    async fn on_disposition(&mut self, channel: u16, d: Disposition) -> Result<()> {
+        if d.role != Role::Receiver {
+            return Ok(());
+        }
+        let last = d.last.unwrap_or(d.first);
+        if last.wrapping_sub(d.first) > MAX_DISPOSITION_RANGE {
+            return Err(ConnectionError::Protocol("a disposition over too many deliveries".into()));
+        }
+        let mut id = d.first;
+        loop {
+            let entry = self.session(channel)?.unsettled.remove(&id);
+            if let Some((entity, sub, token)) = entry {
+                let (settlement, echo) = settlement_of(d.state.as_ref());
+                let state = match self.service.broker.settle(&entity, sub, token, settlement).await {
+                    Ok(()) => echo,
+                    Err(e) => DeliveryState::Rejected(Rejected { error: Some(broker_error(&e)) }),
+                };
+                if !d.settled {
+                    let reply = Disposition { role: Role::Sender, first: id, last: None, settled: true, state: Some(state), batchable: false };
+                    self.send(channel, Some(Performative::Disposition(reply)), &[]).await?;
+                }
+            }
+            if id == last {
+                break;
+            }
+            id = id.wrapping_add(1);
         }
         Ok(())
     }
@@ -398,6 +588,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         if transfer.aborted {
             return Ok(());
         }
+        let link = self.session(channel)?.links.get_mut(&handle).ok_or_else(|| ConnectionError::Protocol("link vanished".into()))?;
         link.credit = link.credit.saturating_sub(1);
         link.delivery_count = link.delivery_count.wrapping_add(1);
         let refill = link.credit < CREDIT / 2;
@@ -410,7 +601,9 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 let entity = entity.clone();
                 self.deliver_to_broker(&entity, bytes, format).await
             }
-            LinkKind::CbsAnswers => Err(error(ErrorCondition::AmqpError(AmqpError::NotAllowed), "transfers go the other way on this link")),
+            LinkKind::CbsAnswers | LinkKind::EntityOut { .. } => {
+                Err(error(ErrorCondition::AmqpError(AmqpError::NotAllowed), "transfers go the other way on this link"))
+            }
         };
         if !settled {
             let state = match outcome {
@@ -459,5 +652,50 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             Some(handle) => self.send_message(channel, handle, encoded).await,
             None => Err(ConnectionError::Protocol("a CBS request without a $cbs receiver link".into())),
         }
+    }
+}
+
+/// What a receiver's outcome asks of the broker, and the outcome to confirm it with.
+fn settlement_of(state: Option<&DeliveryState>) -> (Settlement, DeliveryState) {
+    match state {
+        Some(DeliveryState::Modified(m)) => {
+            let properties = m
+                .message_annotations
+                .as_ref()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|(k, v)| {
+                            let key = k.0.clone();
+                            let value = match v {
+                                fe2o3_amqp_types::primitives::Value::String(s) => PropertyValue::String(s.clone()),
+                                fe2o3_amqp_types::primitives::Value::Long(n) => PropertyValue::Long(*n),
+                                fe2o3_amqp_types::primitives::Value::Int(n) => PropertyValue::Long(*n as i64),
+                                fe2o3_amqp_types::primitives::Value::Bool(b) => PropertyValue::Bool(*b),
+                                fe2o3_amqp_types::primitives::Value::Double(d) => PropertyValue::Double(d.into_inner()),
+                                _ => return None,
+                            };
+                            Some((key, value))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let settlement = if m.undeliverable_here == Some(true) { Settlement::Defer { properties } } else { Settlement::Abandon { properties } };
+            (settlement, DeliveryState::Modified(m.clone()))
+        }
+        Some(DeliveryState::Rejected(r)) => {
+            let info = |key: &str| -> Option<String> {
+                let info = r.error.as_ref()?.info.as_ref()?;
+                info.iter().find_map(|(k, v)| match v {
+                    fe2o3_amqp_types::primitives::Value::String(s) if k.0 == key => Some(s.clone()),
+                    _ => None,
+                })
+            };
+            let reason = info("DeadLetterReason");
+            let description = info("DeadLetterErrorDescription").or_else(|| r.error.as_ref().and_then(|e| e.description.clone()));
+            let settlement = Settlement::DeadLetter { reason, description, properties: Default::default() };
+            (settlement, DeliveryState::Rejected(Rejected { error: None }))
+        }
+        Some(DeliveryState::Released(_)) => (Settlement::Release, DeliveryState::Released(Released {})),
+        _ => (Settlement::Complete, DeliveryState::Accepted(Accepted {})),
     }
 }

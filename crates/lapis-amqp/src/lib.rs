@@ -44,3 +44,4 @@ pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, mut shutdow
         });
     }
 }
+pub mod delivery;

@@ -139,6 +139,9 @@ pub enum Settlement {
     Abandon { properties: BTreeMap<String, PropertyValue> },
     DeadLetter { reason: Option<String>, description: Option<String>, properties: BTreeMap<String, PropertyValue> },
     Defer { properties: BTreeMap<String, PropertyValue> },
+    /// Give the message back without counting a failed delivery (a receiver that got
+    /// it when it was not asking for messages).
+    Release,
 }
 
 /// A subscription rule: which messages it takes, and how it changes them.

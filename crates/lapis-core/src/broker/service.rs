@@ -55,6 +55,8 @@ pub struct Broker {
     pub(super) entities: RwLock<BTreeMap<String, EntityRef>>,
     pub(super) next_entity_id: AtomicU64,
     inline_budget: AtomicI64,
+    /// Woken whenever messages may have become available (sent, abandoned, unlocked).
+    pub(super) activity: tokio::sync::Notify,
 }
 
 impl Broker {
@@ -72,7 +74,14 @@ impl Broker {
             entities: RwLock::new(entities.collect()),
             next_entity_id: AtomicU64::new(rebuilt.next_entity_id),
             inline_budget: AtomicI64::new(rebuilt.inline_budget_left),
+            activity: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves when messages may have become available somewhere; receivers waiting
+    /// for messages check again then (and on a timer, for lock expiry and schedules).
+    pub fn activity(&self) -> tokio::sync::futures::Notified<'_> {
+        self.activity.notified()
     }
 
     fn keeps_values(&self) -> bool {
@@ -219,6 +228,7 @@ impl Broker {
             (self.store.commit(&ops)?, seqs)
         };
         commit.durable().await?;
+        self.activity.notify_waiters();
         Ok(seqs)
     }
 
@@ -460,6 +470,10 @@ impl Broker {
                     Self::dead_letter(&mut m, reason, description);
                     self.persist(&mut e, m)
                 }
+                Settlement::Release => {
+                    e.put(m);
+                    Vec::new()
+                }
                 Settlement::Defer { properties } => {
                     m.meta.overrides.extend(properties);
                     m.meta.state = MessageState::Deferred;
@@ -468,7 +482,9 @@ impl Broker {
             };
             self.store.commit(&ops)?
         };
-        Ok(commit.durable().await?)
+        commit.durable().await?;
+        self.activity.notify_waiters();
+        Ok(())
     }
 
     /// Extends the locks held by `tokens`; returns the new expiry of each.

@@ -81,6 +81,17 @@ async fn abandon_redelivers_with_a_higher_count_and_modified_properties() {
 }
 
 #[tokio::test]
+async fn release_gives_a_message_back_without_counting_a_delivery() {
+    let (b, _) = broker();
+    queue(&b, QueueConfig::default()).await;
+    b.send("orders", vec![msg("a")]).await.unwrap();
+    let first = receive(&b, SubQueue::Main, 1).await;
+    b.settle("orders", SubQueue::Main, token(&first[0]), Settlement::Release).await.unwrap();
+    let again = receive(&b, SubQueue::Main, 1).await;
+    assert_eq!((bodies(&again)[0].as_str(), again[0].delivery_count), ("a", 0));
+}
+
+#[tokio::test]
 async fn an_expired_lock_is_lost_and_the_message_comes_back() {
     let (b, clock) = broker();
     queue(&b, QueueConfig { lock_duration_ms: 5_000, ..Default::default() }).await;

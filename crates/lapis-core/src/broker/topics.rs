@@ -225,6 +225,7 @@ impl Broker {
             (self.store.commit(&ops)?, seqs)
         };
         commit.durable().await?;
+        self.activity.notify_waiters();
         Ok(seqs)
     }
 }
