@@ -5,10 +5,15 @@ crash and malformed-input tests use `LapisServer` directly. The server is
 driven exactly as the CLI contract describes:
 
     lapis serve --in-memory|--data-dir DIR --host 127.0.0.1 --queue-port QP
-        --http-port HP --blob-port 0 --amqp-port 0 --kafka-port 0
-        --enable-test-clock [--durability MODE] [--account NAME:BASE64KEY ...]
+        --http-port HP --blob-port 0 --amqp-port 0|AP --kafka-port 0
+        --enable-test-clock [--durability MODE] [--config FILE]
+        [--account NAME:BASE64KEY ...]
 
-Readiness is `GET http://127.0.0.1:HP/health` == 200, the injected clock is
+The AMQP (Service Bus) endpoint is off (`--amqp-port 0`) unless a test asks for
+it with `LapisServer(amqp=True)`; it then gets a free port like the others.
+
+Readiness is `GET http://127.0.0.1:HP/health` == 200 (and, with AMQP on, the
+AMQP port accepting TCP connections), the injected clock is
 moved with `POST /_lapis/clock/advance?seconds=N`, and the server is stopped
 with SIGTERM (or SIGKILL for crash tests).
 
@@ -111,6 +116,14 @@ def tail(path: Optional[Path], lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _accepts_tcp(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _port_taken(log_text: str) -> bool:
     text = log_text.lower()
     return "address already in use" in text or "addrinuse" in text
@@ -126,12 +139,19 @@ class LapisServer:
         accounts: Iterable[Tuple[str, str]] = ((EXTRA_ACCOUNT, EXTRA_KEY),),
         log_dir: Optional[Path] = None,
         durability: Optional[str] = None,
+        amqp: bool = False,
+        config: Optional[Path] = None,
     ) -> None:
         """`data_dir=None` runs `--in-memory`; `durability` is passed as
-        `--durability` when given."""
+        `--durability` when given. `amqp=True` serves AMQP on a free port
+        (`amqp_port`, kept across restarts like the others); `config` is passed
+        as `--config`."""
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.accounts: List[Tuple[str, str]] = list(accounts)
         self.durability = durability
+        self.amqp = amqp
+        # Resolved now: the server runs with the log dir as its working directory.
+        self.config = Path(config).resolve() if config is not None else None
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="lapis-log-"))
         self.proc: Optional[subprocess.Popen] = None
         self.log_path: Optional[Path] = None
@@ -146,6 +166,7 @@ class LapisServer:
     def _pick_ports(self) -> None:
         self.queue_port = free_port()
         self.http_port = free_port(exclude=(self.queue_port,))
+        self.amqp_port = free_port(exclude=(self.queue_port, self.http_port)) if self.amqp else 0
 
     # ------------------------------------------------------------------ lifecycle
     def _command(self) -> List[str]:
@@ -159,12 +180,14 @@ class LapisServer:
             "--queue-port", str(self.queue_port),
             "--http-port", str(self.http_port),
             "--blob-port", "0",
-            "--amqp-port", "0",
+            "--amqp-port", str(self.amqp_port),
             "--kafka-port", "0",
             "--enable-test-clock",
         ]
         if self.durability:
             cmd += ["--durability", self.durability]
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
         for name, key in self.accounts:
             cmd += ["--account", f"{name}:{key}"]
         return cmd
@@ -223,8 +246,11 @@ class LapisServer:
             try:
                 r = requests.get(f"{self.http_url}/health", timeout=1)
                 if r.status_code == 200:
-                    return True, ""
-                why = f"/health answered {r.status_code}"
+                    if not self.amqp or _accepts_tcp(self.amqp_port):
+                        return True, ""
+                    why = f"/health is 200 but AMQP port {self.amqp_port} does not accept connections"
+                else:
+                    why = f"/health answered {r.status_code}"
             except requests.RequestException as e:
                 why = f"/health not reachable: {e.__class__.__name__}"
             time.sleep(0.05)
