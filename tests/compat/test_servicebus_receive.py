@@ -205,3 +205,55 @@ def test_a_topic_delivers_to_the_subscriptions_whose_rules_match(sb, client):
     tier = {(k.decode() if isinstance(k, bytes) else k): v for k, v in red[0].application_properties.items()}.get("tier")
     assert tier in ("gold", b"gold"), "the rule's action set tier"
     assert [str(m) for m in take("eu")] == ["red-eu"]
+
+
+def test_peek_shows_active_and_scheduled_messages_without_locking(sb, client):
+    drain(client, "work")
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    with client.get_queue_sender("work") as s:
+        s.send_messages(ServiceBusMessage("now"), timeout=20)
+        scheduled = s.schedule_messages(ServiceBusMessage("later"), later, timeout=20)
+    with client.get_queue_receiver("work") as r:
+        peeked = r.peek_messages(max_message_count=10)
+        assert [(str(m), m.state.name) for m in peeked] == [("now", "ACTIVE"), ("later", "SCHEDULED")]
+        assert peeked[1].sequence_number == scheduled[0]
+        got = r.receive_messages(max_message_count=10, max_wait_time=2)
+        assert [str(m) for m in got] == ["now"], "a scheduled message is not received before its time"
+        r.complete_message(got[0])
+    with client.get_queue_sender("work") as s:
+        s.cancel_scheduled_messages(scheduled, timeout=20)
+    with client.get_queue_receiver("work") as r:
+        assert r.peek_messages(max_message_count=10) == []
+
+
+def test_renew_lock_extends_it(sb, client):
+    drain(client, "work")
+    send(client, "work", ServiceBusMessage("long job"))
+    with client.get_queue_receiver("work") as r:
+        m = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
+        before = m.locked_until_utc
+        import time
+
+        time.sleep(1.1)
+        after = r.renew_message_lock(m)
+        assert after > before and m.locked_until_utc == after
+        r.complete_message(m)
+
+
+def test_deferred_messages_are_received_by_sequence_number(sb, client):
+    from azure.servicebus.exceptions import MessageNotFoundError
+
+    drain(client, "work")
+    send(client, "work", ServiceBusMessage("later please"), ServiceBusMessage("next"))
+    with client.get_queue_receiver("work") as r:
+        first = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
+        r.defer_message(first)
+        rest = r.receive_messages(max_message_count=5, max_wait_time=2)
+        assert [str(m) for m in rest] == ["next"], "a deferred message is not received normally"
+        r.complete_message(rest[0])
+        deferred = r.receive_deferred_messages([first.sequence_number])
+        assert [(str(m), m.state.name) for m in deferred] == [("later please", "DEFERRED")]
+        r.complete_message(deferred[0])
+        with pytest.raises(MessageNotFoundError):
+            r.receive_deferred_messages([first.sequence_number])
+    assert active_count(sb, "work") == 0

@@ -4,8 +4,8 @@
 //!
 //! Serves CBS, links on which clients send to Service Bus entities, and links on which
 //! they receive (peek-lock and receive-and-delete) and settle by disposition. Session
-//! receivers and `$management` are still to come and are refused with
-//! `amqp:not-implemented`.
+//! receivers are still to come and are refused with `amqp:not-implemented`; the
+//! `$management` node of each entity is served by [`crate::management`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -54,10 +54,16 @@ enum LinkKind {
     EntityIn { entity: String },
     /// The client receives messages from an entity's sub-queue.
     EntityOut { entity: String, sub: SubQueue, mode: ReceiveMode },
+    /// The client sends `$management` requests about an entity.
+    ManagementRequests { entity: String },
+    /// Lapis sends `$management` answers.
+    ManagementAnswers { entity: String },
 }
 
 struct Link {
     name: String,
+    /// The client's own terminus address (where answers are addressed with reply-to).
+    client_address: Option<String>,
     kind: LinkKind,
     /// Credit left for the peer's transfers (client senders).
     credit: u32,
@@ -288,6 +294,7 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
             _ => None,
         });
         let source = attach.source.as_ref().and_then(|s| s.address.clone());
+        let (source_address, target_address) = (source.clone(), target.clone());
         let (address, client_sends) = match attach.role {
             Role::Sender => (target.unwrap_or_default(), true),
             Role::Receiver => (source.unwrap_or_default(), false),
@@ -295,6 +302,17 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         let path = cbs::normalize(&address);
         let kind = if path == "$cbs" {
             if client_sends { LinkKind::CbsRequests } else { LinkKind::CbsAnswers }
+        } else if let Some(entity_path) = path.strip_suffix(crate::management::SUFFIX) {
+            let (entity, _) = parse_address(entity_path);
+            if let Err(e) = self.service.broker.queue_config(entity) {
+                return self.refuse_link(channel, attach, broker_error(&e)).await;
+            }
+            if !self.grants.allows(entity_path, lapis_core::SystemClock.now_ms()) {
+                let e = error(ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess), format!("Unauthorized access to '{entity}': put a valid token on $cbs first."));
+                return self.refuse_link(channel, attach, e).await;
+            }
+            let entity = entity_path.to_string();
+            if client_sends { LinkKind::ManagementRequests { entity } } else { LinkKind::ManagementAnswers { entity } }
         } else {
             let (entity, sub) = parse_address(&path);
             let config = match self.service.broker.queue_config(entity) {
@@ -341,7 +359,8 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         reply.unsettled = None;
         self.send(channel, Some(Performative::Attach(reply)), &[]).await?;
         let delivery_count = attach.initial_delivery_count.unwrap_or(0);
-        let link = Link { name: attach.name.clone(), kind, credit: 0, delivery_count, peer_credit: 0, partial: None, queued: Vec::new() };
+        let client_address = if client_sends { source_address } else { target_address };
+        let link = Link { name: attach.name.clone(), client_address, kind, credit: 0, delivery_count, peer_credit: 0, partial: None, queued: Vec::new() };
         self.session(channel)?.links.insert(handle, link);
         if client_sends {
             self.grant_credit(channel, handle).await?;
@@ -601,7 +620,12 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
                 let entity = entity.clone();
                 self.deliver_to_broker(&entity, bytes, format).await
             }
-            LinkKind::CbsAnswers | LinkKind::EntityOut { .. } => {
+            LinkKind::ManagementRequests { entity } => {
+                let entity = entity.clone();
+                self.on_management_request(channel, &entity, &bytes).await?;
+                Ok(())
+            }
+            LinkKind::CbsAnswers | LinkKind::EntityOut { .. } | LinkKind::ManagementAnswers { .. } => {
                 Err(error(ErrorCondition::AmqpError(AmqpError::NotAllowed), "transfers go the other way on this link"))
             }
         };
@@ -624,6 +648,32 @@ impl<W: AsyncWrite + Unpin> Conn<'_, W> {
         let parts = message::split(bytes, format).map_err(decode_error)?;
         let messages = parts.into_iter().map(message::to_outgoing).collect::<std::result::Result<Vec<_>, _>>().map_err(decode_error)?;
         self.service.broker.send(entity, messages).await.map(|_| ()).map_err(|e| broker_error(&e))
+    }
+
+    async fn on_management_request(&mut self, channel: u16, entity: &str, bytes: &[u8]) -> Result<()> {
+        let request = match message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable management request");
+                return Ok(());
+            }
+        };
+        let answer = crate::management::handle(&self.service.broker, entity, &request).await;
+        let encoded = crate::management::encode(answer).map_err(FrameError::Encode)?;
+        let reply_to = request.properties.as_ref().and_then(|p| p.reply_to.clone());
+        let session = self.session(channel)?;
+        let answers = |l: &Link| matches!(&l.kind, LinkKind::ManagementAnswers { entity: e } if e == entity);
+        let target = session
+            .links
+            .iter()
+            .filter(|(_, l)| answers(l))
+            .find(|(_, l)| reply_to.as_deref().is_some_and(|r| r == l.name || Some(r) == l.client_address.as_deref()))
+            .or_else(|| session.links.iter().find(|(_, l)| answers(l)))
+            .map(|(h, _)| *h);
+        match target {
+            Some(handle) => self.send_message(channel, handle, encoded).await,
+            None => Err(ConnectionError::Protocol("a management request without an answer link".into())),
+        }
     }
 
     async fn on_cbs_request(&mut self, channel: u16, bytes: &[u8]) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Turning a broker delivery into the message a Service Bus receiver expects: the
 //! stored message with the broker's annotations (`x-opt-sequence-number`,
-//! `x-opt-enqueued-time`, `x-opt-locked-until`), the delivery count in its header,
+//! `x-opt-enqueued-time`, `x-opt-locked-until`, `x-opt-message-state`), the delivery
+//! count in its header,
 //! settlement-made property changes and dead-letter reasons in its application
 //! properties — and the lock token as the delivery tag.
 
@@ -64,6 +65,13 @@ pub fn encode(d: &Delivery) -> Result<Vec<u8>, DecodeError> {
     };
     put("x-opt-sequence-number", Value::Long(d.sequence_number));
     put("x-opt-enqueued-time", Value::Timestamp(Timestamp::from_milliseconds(d.enqueued_at)));
+    // 0 active, 1 deferred, 2 scheduled, as the SDKs read it.
+    let state = match d.state {
+        lapis_core::broker::MessageState::Active => 0,
+        lapis_core::broker::MessageState::Deferred => 1,
+        lapis_core::broker::MessageState::Scheduled => 2,
+    };
+    put("x-opt-message-state", Value::Int(state));
     if let Some(until) = d.locked_until {
         put("x-opt-locked-until", Value::Timestamp(Timestamp::from_milliseconds(until)));
     }

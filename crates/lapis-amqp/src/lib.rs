@@ -45,3 +45,4 @@ pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, mut shutdow
     }
 }
 pub mod delivery;
+pub mod management;
