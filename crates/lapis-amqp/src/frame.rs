@@ -132,6 +132,24 @@ fn frame_bytes(frame_type: u8, channel: u16, body: &[u8], tail: &[u8]) -> Vec<u8
     out
 }
 
+/// Appends an encoded AMQP frame to `out` (a heartbeat when `performative` is `None`).
+pub fn encode_amqp_into(out: &mut Vec<u8>, channel: u16, performative: Option<&Performative>, payload: &[u8]) -> Result<(), FrameError> {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0, 2, TYPE_AMQP]);
+    out.extend_from_slice(&channel.to_be_bytes());
+    if let Some(p) = performative {
+        let mut serializer = serde_amqp::ser::Serializer::new(&mut *out);
+        if let Err(e) = serde::Serialize::serialize(p, &mut serializer) {
+            out.truncate(start);
+            return Err(FrameError::Encode(e.to_string()));
+        }
+    }
+    out.extend_from_slice(payload);
+    let size = (out.len() - start) as u32;
+    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    Ok(())
+}
+
 /// Encodes an AMQP frame (a heartbeat when `performative` is `None`).
 pub fn encode_amqp(channel: u16, performative: Option<&Performative>, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     let body = match performative {

@@ -3,10 +3,14 @@
 //! broker in `lapis-core`. Written on fe2o3-amqp's types and framing rather than its
 //! acceptor, for the reasons in `docs/design/servicebus-amqp.md`.
 
-pub mod frame;
-pub mod message;
 pub mod cbs;
 pub mod connection;
+pub mod delivery;
+pub mod errors;
+pub mod frame;
+pub mod management;
+pub mod message;
+pub mod rules;
 
 use std::sync::Arc;
 
@@ -14,6 +18,10 @@ use lapis_core::auth::sas_token::SasKeys;
 use lapis_core::broker::Broker;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// Idle time before TCP keepalive probes a silent peer, and the time between probes.
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the AMQP endpoint serves.
 pub struct AmqpService {
@@ -36,6 +44,9 @@ pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, mut shutdow
             _ = shutdown.changed() => return,
         };
         let _ = stream.set_nodelay(true);
+        // Peers that vanish without closing are found by TCP keepalive.
+        let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE).with_interval(KEEPALIVE_INTERVAL);
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let service = service.clone();
         tokio::spawn(async move {
             if let Err(e) = connection::run(stream, &service).await {
@@ -44,5 +55,3 @@ pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, mut shutdow
         });
     }
 }
-pub mod delivery;
-pub mod management;

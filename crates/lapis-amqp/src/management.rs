@@ -1,7 +1,9 @@
 //! The `$management` node of an entity (`<entity>/$management`): request/response
 //! operations the SDKs use beside plain send and receive — renew locks, peek, schedule
-//! and cancel scheduled messages, receive deferred messages by sequence number, and
-//! settle messages that were not received on a link.
+//! and cancel scheduled messages, receive deferred messages by sequence number, settle
+//! messages that were not received on a link, the session operations (renew the
+//! session lock, get and set its state, list sessions), and a subscription's rules
+//! (add, remove, enumerate; their wire form is in [`crate::rules`]).
 //!
 //! Requests carry `operation` in their application properties and an amqp-value map
 //! with string keys as body; answers carry `statusCode` (200 on success; the Python SDK
@@ -10,10 +12,11 @@
 
 use fe2o3_amqp_types::messaging::message::__private::Serializable;
 use fe2o3_amqp_types::messaging::{AmqpValue, ApplicationProperties, Body, Message, Properties};
-use fe2o3_amqp_types::primitives::{Array, OrderedMap, SimpleValue, Symbol, Timestamp, Uuid, Value};
+use fe2o3_amqp_types::primitives::{Array, Binary, OrderedMap, SimpleValue, Symbol, Timestamp, Uuid, Value};
 use lapis_core::broker::{parse_address, Broker, BrokerError, ReceiveMode, Settlement, SubQueue};
+use lapis_core::Clock;
 
-use crate::connection::broker_error;
+use crate::errors::{broker_error, condition_text, status_code};
 use crate::delivery;
 use crate::message::{self, Decoded};
 
@@ -22,30 +25,42 @@ pub const SUFFIX: &str = "/$management";
 
 /// At most this many items per request (sequence numbers, lock tokens, messages).
 const MAX_ITEMS: usize = 5000;
+/// Largest session state (Azure: bounded by the message size; Lapis: 256 KiB).
+const MAX_SESSION_STATE: usize = 256 << 10;
 
 /// A failed operation: status code, description, AMQP condition.
 struct Failure(i32, String, String);
 
 impl From<BrokerError> for Failure {
     fn from(e: BrokerError) -> Self {
-        let status = match &e {
-            BrokerError::EntityNotFound(_) | BrokerError::MessageNotFound(_) => 404,
-            BrokerError::MessageLockLost | BrokerError::SessionLockLost | BrokerError::SessionCannotBeLocked(_) => 410,
-            BrokerError::MessageSizeExceeded { .. } | BrokerError::QuotaExceeded(_) => 403,
-            BrokerError::Store(_) => 500,
-            _ => 400,
-        };
-        let condition = broker_error(&e).condition;
-        let condition = match condition {
-            fe2o3_amqp_types::definitions::ErrorCondition::Custom(s) => s.0,
-            other => format!("{other:?}"),
-        };
-        Failure(status, e.to_string(), condition)
+        Failure(status_code(&e), e.to_string(), condition_text(&broker_error(&e)))
     }
 }
 
 fn bad(description: impl Into<String>) -> Failure {
-    Failure(400, description.into(), "com.microsoft:argument-error".into())
+    Failure(400, description.into(), crate::errors::ARGUMENT_ERROR.into())
+}
+
+/// The sessions the requesting connection holds: (entity path lowercase, session id,
+/// lock token). Session operations act only on a session the requester holds.
+#[derive(Debug, Default)]
+pub struct HeldSessions(pub Vec<(String, String, uuid::Uuid)>);
+
+impl HeldSessions {
+    fn token(&self, entity: &str, session: &str) -> Result<uuid::Uuid, Failure> {
+        self.0
+            .iter()
+            .find(|(e, id, _)| e.eq_ignore_ascii_case(entity) && id == session)
+            .map(|(_, _, t)| *t)
+            .ok_or_else(|| Failure::from(BrokerError::SessionLockLost))
+    }
+}
+
+/// `topic/Subscriptions/name` → (`topic`, `name`).
+fn split_subscription(path: &str) -> Option<(&str, &str)> {
+    let lower = path.to_ascii_lowercase();
+    let at = lower.find("/subscriptions/")?;
+    Some((&path[..at], &path[at + "/subscriptions/".len()..]))
 }
 
 type Map = OrderedMap<Value, Value>;
@@ -109,7 +124,7 @@ fn messages_answer(items: Vec<Value>) -> Map {
 
 /// Runs one request against `entity_path` (the node's entity, possibly a dead-letter
 /// sub-queue) and builds the answer.
-pub async fn handle(broker: &Broker, entity_path: &str, request: &Decoded) -> Message<Body<Value>> {
+pub async fn handle(broker: &Broker, entity_path: &str, held: &HeldSessions, request: &Decoded) -> Message<Body<Value>> {
     let operation = request.application_properties.as_ref().and_then(|a| match a.0.get("operation") {
         Some(SimpleValue::String(s)) => Some(s.clone()),
         Some(SimpleValue::Symbol(s)) => Some(s.0.clone()),
@@ -121,13 +136,33 @@ pub async fn handle(broker: &Broker, entity_path: &str, request: &Decoded) -> Me
     };
     let (entity, sub) = parse_address(entity_path);
     let result = match operation.as_deref() {
-        Some(op) => run(broker, entity, sub, op, &body).await,
+        Some(op) => run(broker, entity, sub, held, op, &body).await,
         None => Err(bad("The request has no operation.")),
     };
     answer(request, result)
 }
 
-async fn run(broker: &Broker, entity: &str, sub: SubQueue, operation: &str, body: &Map) -> Result<(i32, Map), Failure> {
+fn encoded_messages(deliveries: &[lapis_core::broker::Delivery], with_tokens: bool) -> Vec<Value> {
+    deliveries
+        .iter()
+        .filter_map(|d| {
+            let bytes = delivery::encode(d).ok()?;
+            let mut m = Map::new();
+            m.insert(key("message"), Value::Binary(bytes.into()));
+            if let (true, Some(token)) = (with_tokens, d.lock_token) {
+                m.insert(key("lock-token"), Value::Uuid(Uuid::from(*token.as_bytes())));
+            }
+            Some(Value::Map(m))
+        })
+        .collect()
+}
+
+fn int_field(body: &Map, name: &str, default: i64, max: i64) -> usize {
+    field(body, name).and_then(long).unwrap_or(default).clamp(0, max) as usize
+}
+
+async fn run(broker: &Broker, entity: &str, sub: SubQueue, held: &HeldSessions, operation: &str, body: &Map) -> Result<(i32, Map), Failure> {
+    let session_id = text(body, "session-id");
     match operation {
         "com.microsoft:renew-lock" => {
             let tokens = lock_tokens(body)?;
@@ -139,20 +174,11 @@ async fn run(broker: &Broker, entity: &str, sub: SubQueue, operation: &str, body
         "com.microsoft:peek-message" => {
             let from = field(body, "from-sequence-number").and_then(long).unwrap_or(0);
             let count = field(body, "message-count").and_then(long).unwrap_or(1).clamp(1, MAX_ITEMS as i64) as usize;
-            let seen = broker.peek(entity, sub, from, count).await?;
+            let seen = broker.peek_in(entity, sub, session_id.as_deref(), from, count).await?;
             if seen.is_empty() {
                 return Ok((204, Map::new()));
             }
-            let items = seen
-                .iter()
-                .filter_map(|d| delivery::encode(d).ok())
-                .map(|bytes| {
-                    let mut m = Map::new();
-                    m.insert(key("message"), Value::Binary(bytes.into()));
-                    Value::Map(m)
-                })
-                .collect();
-            Ok((200, messages_answer(items)))
+            Ok((200, messages_answer(encoded_messages(&seen, false))))
         }
         "com.microsoft:schedule-message" => {
             let mut outgoing = Vec::new();
@@ -181,19 +207,12 @@ async fn run(broker: &Broker, entity: &str, sub: SubQueue, operation: &str, body
                 _ => ReceiveMode::PeekLock,
             };
             let got = broker.receive_deferred(entity, sub, mode, &seqs).await?;
-            let items = got
-                .iter()
-                .filter_map(|d| {
-                    let bytes = delivery::encode(d).ok()?;
-                    let mut m = Map::new();
-                    m.insert(key("message"), Value::Binary(bytes.into()));
-                    if let Some(token) = d.lock_token {
-                        m.insert(key("lock-token"), Value::Uuid(Uuid::from(*token.as_bytes())));
-                    }
-                    Some(Value::Map(m))
-                })
-                .collect();
-            Ok((200, messages_answer(items)))
+            if let Some(s) = &session_id {
+                if got.iter().any(|d| d.session_id.as_deref() != Some(s)) {
+                    return Err(Failure::from(BrokerError::MessageNotFound(seqs.first().copied().unwrap_or(0))));
+                }
+            }
+            Ok((200, messages_answer(encoded_messages(&got, true))))
         }
         "com.microsoft:update-disposition" => {
             let status = text(body, "disposition-status").ok_or_else(|| bad("disposition-status is required"))?;
@@ -212,6 +231,85 @@ async fn run(broker: &Broker, entity: &str, sub: SubQueue, operation: &str, body
                 broker.settle(entity, sub, token, settlement).await?;
             }
             Ok((200, Map::new()))
+        }
+        "com.microsoft:renew-session-lock" => {
+            let id = session_id.ok_or_else(|| bad("session-id is required"))?;
+            let until = broker.renew_session_lock(entity, held.token(entity, &id)?)?;
+            let mut out = Map::new();
+            out.insert(key("expiration"), Value::Timestamp(Timestamp::from_milliseconds(until)));
+            Ok((200, out))
+        }
+        "com.microsoft:get-session-state" => {
+            let id = session_id.ok_or_else(|| bad("session-id is required"))?;
+            let state = broker.session_state(entity, held.token(entity, &id)?)?;
+            let mut out = Map::new();
+            out.insert(key("session-state"), state.map(|b| Value::Binary(Binary::from(b))).unwrap_or(Value::Null));
+            Ok((200, out))
+        }
+        "com.microsoft:set-session-state" => {
+            let id = session_id.ok_or_else(|| bad("session-id is required"))?;
+            let state = match field(body, "session-state") {
+                Some(Value::Binary(b)) => Some(b.to_vec()),
+                None | Some(Value::Null) => None,
+                Some(_) => return Err(bad("session-state must be binary")),
+            };
+            if state.as_ref().is_some_and(|s| s.len() > MAX_SESSION_STATE) {
+                return Err(bad(format!("session-state is larger than {MAX_SESSION_STATE} bytes")));
+            }
+            broker.set_session_state(entity, held.token(entity, &id)?, state).await?;
+            Ok((200, Map::new()))
+        }
+        "com.microsoft:get-message-sessions" => {
+            let skip = int_field(body, "skip", 0, i32::MAX as i64);
+            let top = int_field(body, "top", 100, MAX_ITEMS as i64);
+            let ids: Vec<Value> = broker.list_sessions(entity)?.into_iter().skip(skip).take(top).map(Value::String).collect();
+            if ids.is_empty() {
+                return Ok((204, Map::new()));
+            }
+            let mut out = Map::new();
+            out.insert(key("sessions-ids"), Value::Array(Array(ids)));
+            out.insert(key("skip"), Value::Int((skip + top) as i32));
+            Ok((200, out))
+        }
+        "com.microsoft:add-rule" => {
+            let (topic, subscription) = split_subscription(entity).ok_or_else(|| bad("rules belong to subscriptions"))?;
+            let name = text(body, "rule-name").ok_or_else(|| bad("rule-name is required"))?;
+            let Some(Value::Map(description)) = field(body, "rule-description") else { return Err(bad("rule-description must be a map")) };
+            let rule = crate::rules::rule_from_request(&name, description).map_err(bad)?;
+            broker.add_rule(topic, subscription, rule).await?;
+            Ok((200, Map::new()))
+        }
+        "com.microsoft:remove-rule" => {
+            let (topic, subscription) = split_subscription(entity).ok_or_else(|| bad("rules belong to subscriptions"))?;
+            let name = text(body, "rule-name").ok_or_else(|| bad("rule-name is required"))?;
+            broker.remove_rule(topic, subscription, &name).await.map_err(|e| match e {
+                BrokerError::EntityNotFound(_) => Failure::from(BrokerError::EntityNotFound(format!("{entity}/Rules/{name}"))),
+                other => Failure::from(other),
+            })?;
+            Ok((200, Map::new()))
+        }
+        "com.microsoft:enumerate-rules" => {
+            let (topic, subscription) = split_subscription(entity).ok_or_else(|| bad("rules belong to subscriptions"))?;
+            let skip = int_field(body, "skip", 0, i32::MAX as i64);
+            let top = int_field(body, "top", 100, i32::MAX as i64);
+            let now = lapis_core::SystemClock.now_ms();
+            let rules: Vec<Value> = broker
+                .rules(topic, subscription)?
+                .iter()
+                .skip(skip)
+                .take(top)
+                .map(|r| {
+                    let mut m = Map::new();
+                    m.insert(key("rule-description"), crate::rules::rule_description(r, now));
+                    Value::Map(m)
+                })
+                .collect();
+            if rules.is_empty() {
+                return Ok((204, Map::new()));
+            }
+            let mut out = Map::new();
+            out.insert(key("rules"), Value::List(rules));
+            Ok((200, out))
         }
         other => Err(Failure(501, format!("The operation '{other}' is not supported by Lapis yet."), "amqp:not-implemented".into())),
     }

@@ -101,6 +101,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Storage::Memory => None,
     };
     let servicebus = servicebus::open(sb_dir.as_deref(), journal_options(&settings), clock, settings.servicebus.as_ref()).await?;
+    // Dead letters forwarded to a topic are routed again by their stored properties.
+    servicebus.broker.set_routing_reader(Arc::new(|body: &[u8]| lapis_amqp::message::to_outgoing(body.to_vec()).ok().map(|m| m.routing)));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
 

@@ -101,12 +101,25 @@ enum Declared<'a> {
     Subscription { topic: &'a str, name: &'a str },
 }
 
+/// Which pass of the declaration: entities first (without forwarding, whose targets
+/// may be declared later in the file), then every property.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Entities,
+    Properties,
+}
+
 /// Makes the entity at `path` exist with `properties` (emulator defaults).
-async fn ensure(broker: &Broker, path: &str, kind: Declared<'_>, properties: &QueueProperties) -> anyhow::Result<()> {
-    let wanted = properties.to_config(Defaults::Emulator).map_err(anyhow::Error::msg).with_context(|| format!("{path:?} in the config file"))?;
+async fn ensure(broker: &Broker, path: &str, kind: Declared<'_>, properties: &QueueProperties, pass: Pass) -> anyhow::Result<()> {
+    let mut wanted = properties.to_config(Defaults::Emulator).map_err(anyhow::Error::msg).with_context(|| format!("{path:?} in the config file"))?;
+    if pass == Pass::Entities {
+        wanted.forward_to = None;
+        wanted.forward_dead_lettered_to = None;
+    }
     match broker.queue_config(path) {
+        Ok(_) if pass == Pass::Entities => Ok(()),
         Ok(existing) if existing == wanted => Ok(()),
-        Ok(_) => Ok(broker.update_config(path, wanted).await?),
+        Ok(_) => broker.update_config(path, wanted).await.with_context(|| format!("updating {path:?}")),
         Err(BrokerError::EntityNotFound(_)) => {
             let created = match kind {
                 Declared::Queue => broker.create_queue(path, wanted).await,
@@ -120,16 +133,23 @@ async fn ensure(broker: &Broker, path: &str, kind: Declared<'_>, properties: &Qu
 }
 
 async fn declare(broker: &Broker, config: &UserConfig) -> anyhow::Result<()> {
+    for pass in [Pass::Entities, Pass::Properties] {
+        declare_pass(broker, config, pass).await?;
+    }
+    Ok(())
+}
+
+async fn declare_pass(broker: &Broker, config: &UserConfig, pass: Pass) -> anyhow::Result<()> {
     for ns in &config.namespaces {
         for q in &ns.queues {
-            ensure(broker, &q.name, Declared::Queue, &q.properties).await?;
+            ensure(broker, &q.name, Declared::Queue, &q.properties, pass).await?;
         }
         for t in &ns.topics {
-            ensure(broker, &t.name, Declared::Topic, &t.properties).await?;
+            ensure(broker, &t.name, Declared::Topic, &t.properties, pass).await?;
             for s in &t.subscriptions {
                 let path = subscription_path(&t.name, &s.name);
-                ensure(broker, &path, Declared::Subscription { topic: &t.name, name: &s.name }, &s.properties).await?;
-                if !s.rules.is_empty() {
+                ensure(broker, &path, Declared::Subscription { topic: &t.name, name: &s.name }, &s.properties, pass).await?;
+                if pass == Pass::Properties && !s.rules.is_empty() {
                     let rules = s
                         .rules
                         .iter()

@@ -53,6 +53,11 @@ pub struct MessageMeta {
     pub dead_letter: Option<DeadLetter>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub overrides: BTreeMap<String, PropertyValue>,
+    /// The entity id and sequence number its sender was given, when the message landed
+    /// elsewhere (a topic's subscription, a forwarding target): how a scheduled
+    /// message sent to a topic is found again to cancel it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<(u64, i64)>,
 }
 
 pub fn entity_key(name: &str) -> Vec<u8> {

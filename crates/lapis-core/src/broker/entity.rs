@@ -41,15 +41,21 @@ pub struct EntityState {
     available: [BTreeSet<i64>; 2],
     /// Scheduled messages by (due, sequence).
     scheduled: BTreeSet<(Millis, i64)>,
+    /// Main-queue messages with a time to live, by (expiry, sequence).
+    expiring: BTreeSet<(Millis, i64)>,
     locks: HashMap<Uuid, i64>,
+    /// Locked messages by (lock expiry, sequence).
+    lock_expiry: BTreeSet<(Millis, i64)>,
     /// Available main-queue messages of each session, by sequence number.
     by_session: BTreeMap<String, BTreeSet<i64>>,
     /// Sessions held by a receiver.
     pub session_locks: HashMap<String, Lock>,
     /// Session state set by receivers (durable).
     pub session_states: BTreeMap<String, Vec<u8>>,
-    /// Message id → when first seen, for duplicate detection.
-    pub seen_ids: HashMap<String, Millis>,
+    /// Message id → when first seen, for duplicate detection, and the same in time
+    /// order, so that forgetting old ids costs only what is forgotten.
+    seen_ids: HashMap<String, Millis>,
+    seen_order: BTreeSet<(Millis, String)>,
     next_seq: i64,
     size_bytes: u64,
 }
@@ -61,11 +67,14 @@ impl EntityState {
             messages: BTreeMap::new(),
             available: [BTreeSet::new(), BTreeSet::new()],
             scheduled: BTreeSet::new(),
+            expiring: BTreeSet::new(),
             locks: HashMap::new(),
             by_session: BTreeMap::new(),
             session_locks: HashMap::new(),
             session_states: BTreeMap::new(),
             seen_ids: HashMap::new(),
+            seen_order: BTreeSet::new(),
+            lock_expiry: BTreeSet::new(),
             next_seq: 1,
             size_bytes: 0,
         }
@@ -95,6 +104,17 @@ impl EntityState {
         self.messages.values().filter(|m| m.meta.sub_queue == sub).count()
     }
 
+    /// Messages of `sub` that a receiver could take now.
+    pub fn count_available(&self, sub: SubQueue) -> usize {
+        self.available[sub_index(sub)].len()
+    }
+
+    /// Scheduled copies of the message its sender knows as `origin` (entity id,
+    /// sequence number).
+    pub fn scheduled_from(&self, origin: (u64, i64)) -> Vec<i64> {
+        self.scheduled.iter().map(|(_, seq)| *seq).filter(|seq| self.messages[seq].meta.origin == Some(origin)).collect()
+    }
+
     pub fn get(&self, seq: i64) -> Option<&StoredMessage> {
         self.messages.get(&seq)
     }
@@ -111,8 +131,12 @@ impl EntityState {
         }
         self.next_seq = self.next_seq.max(seq + 1);
         self.size_bytes += m.body.len() as u64;
+        if let (SubQueue::Main, Some(at)) = (m.meta.sub_queue, m.meta.expires_at) {
+            self.expiring.insert((at, seq));
+        }
         if let Some(lock) = m.lock {
             self.locks.insert(lock.token, seq);
+            self.lock_expiry.insert((lock.until, seq));
         } else {
             match m.meta.state {
                 MessageState::Active => {
@@ -143,8 +167,12 @@ impl EntityState {
             }
         }
         self.scheduled.remove(&(m.meta.scheduled_at.unwrap_or(0), seq));
+        if let Some(at) = m.meta.expires_at {
+            self.expiring.remove(&(at, seq));
+        }
         if let Some(lock) = m.lock {
             self.locks.remove(&lock.token);
+            self.lock_expiry.remove(&(lock.until, seq));
         }
         Some(m)
     }
@@ -206,7 +234,33 @@ impl EntityState {
 
     /// Messages whose lock has run out at `now`.
     pub fn expired_locks(&self, now: Millis) -> Vec<i64> {
-        self.locks.values().filter(|seq| self.messages[seq].lock.is_some_and(|l| l.until <= now)).copied().collect()
+        self.lock_expiry.range(..=(now, i64::MAX)).map(|(_, seq)| *seq).collect()
+    }
+
+    /// When `message_id` was first seen (duplicate detection).
+    pub fn seen_at(&self, message_id: &str) -> Option<Millis> {
+        self.seen_ids.get(message_id).copied()
+    }
+
+    pub fn remember_id(&mut self, message_id: &str, at: Millis) {
+        if let Some(old) = self.seen_ids.insert(message_id.to_string(), at) {
+            self.seen_order.remove(&(old, message_id.to_string()));
+        }
+        self.seen_order.insert((at, message_id.to_string()));
+    }
+
+    /// Forgets ids first seen before `cutoff`, returning them.
+    pub fn forget_ids_before(&mut self, cutoff: Millis) -> Vec<String> {
+        let mut gone = Vec::new();
+        while let Some(first) = self.seen_order.first() {
+            if first.0 >= cutoff {
+                break;
+            }
+            let (_, id) = self.seen_order.pop_first().expect("checked above");
+            self.seen_ids.remove(&id);
+            gone.push(id);
+        }
+        gone
     }
 
     /// Messages of any state from sequence number `from` on, for peek.
@@ -214,12 +268,22 @@ impl EntityState {
         self.messages.range(from..).filter(|(_, m)| m.meta.sub_queue == sub).take(n).map(|(s, _)| *s).collect()
     }
 
+    /// Messages of `session` in any state from sequence number `from` on, for peek.
+    pub fn browse_session(&self, session: &str, from: i64, n: usize) -> Vec<i64> {
+        self.messages
+            .range(from..)
+            .filter(|(_, m)| m.meta.sub_queue == SubQueue::Main && m.meta.session_id.as_deref() == Some(session))
+            .take(n)
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
     /// Every message that has outlived its time to live at `now` and is not locked.
     pub fn expired(&self, now: Millis) -> Vec<i64> {
-        self.messages
-            .values()
-            .filter(|m| m.lock.is_none() && m.meta.sub_queue == SubQueue::Main && m.meta.expires_at.is_some_and(|e| e <= now))
-            .map(|m| m.meta.seq)
+        self.expiring
+            .range(..=(now, i64::MAX))
+            .map(|(_, seq)| *seq)
+            .filter(|seq| self.messages.get(seq).is_some_and(|m| m.lock.is_none() && m.meta.sub_queue == SubQueue::Main))
             .collect()
     }
 }

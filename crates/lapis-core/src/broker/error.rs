@@ -25,6 +25,12 @@ pub enum BrokerError {
     QuotaExceeded(String),
     #[error("{0}")]
     InvalidOperation(String),
+    #[error("The transaction '{0}' is not known: it was never declared, or it was already discharged.")]
+    UnknownTransaction(u64),
+    #[error("The transaction was rolled back: {0}")]
+    TransactionRolledBack(String),
+    #[error("The transaction '{0}' timed out and was rolled back.")]
+    TransactionTimedOut(u64),
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
 }

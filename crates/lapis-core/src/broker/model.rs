@@ -21,6 +21,13 @@ pub struct QueueConfig {
     pub duplicate_detection_window_ms: Option<Millis>,
     pub max_size_bytes: u64,
     pub max_message_bytes: u64,
+    /// Auto-forwarding: every message that arrives is moved on to this entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_to: Option<String>,
+    /// Dead-lettered messages are moved on to this entity instead of staying in the
+    /// dead-letter sub-queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_dead_lettered_to: Option<String>,
 }
 
 impl Default for QueueConfig {
@@ -34,6 +41,8 @@ impl Default for QueueConfig {
             duplicate_detection_window_ms: None,
             max_size_bytes: 1 << 30,
             max_message_bytes: 256 * 1024,
+            forward_to: None,
+            forward_dead_lettered_to: None,
         }
     }
 }

@@ -76,11 +76,7 @@ impl QueueProperties {
             Defaults::Emulator => (Some(3_600_000), 20_000, 3),
             Defaults::Azure => (None, 600_000, 10),
         };
-        for (name, target) in [("ForwardTo", &self.forward_to), ("ForwardDeadLetteredMessagesTo", &self.forward_dead_lettered_messages_to)] {
-            if target.as_deref().is_some_and(|t| !t.is_empty()) {
-                return Err(format!("{name} is not supported by Lapis yet"));
-            }
-        }
+        let target = |t: &Option<String>| t.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
         let lock = duration("LockDuration", &self.lock_duration, Some(60_000))?.unwrap_or(60_000);
         within("LockDuration", lock, LOCK_MS)?;
         let ttl = duration("DefaultMessageTimeToLive", &self.default_message_time_to_live, ttl)?;
@@ -111,6 +107,8 @@ impl QueueProperties {
             duplicate_detection_window_ms: self.requires_duplicate_detection.unwrap_or(false).then_some(window),
             max_size_bytes: size_mb << 20,
             max_message_bytes: message_kb << 10,
+            forward_to: target(&self.forward_to),
+            forward_dead_lettered_to: target(&self.forward_dead_lettered_messages_to),
         })
     }
 
@@ -138,8 +136,8 @@ impl QueueProperties {
             dead_lettering_on_message_expiration: Some(config.dead_letter_on_expiration),
             default_message_time_to_live: config.default_ttl_ms.map(format_duration),
             duplicate_detection_history_time_window: config.duplicate_detection_window_ms.map(format_duration),
-            forward_dead_lettered_messages_to: None,
-            forward_to: None,
+            forward_dead_lettered_messages_to: config.forward_dead_lettered_to.clone(),
+            forward_to: config.forward_to.clone(),
             lock_duration: Some(format_duration(config.lock_duration_ms)),
             max_delivery_count: Some(config.max_delivery_count),
             requires_duplicate_detection: Some(config.duplicate_detection_window_ms.is_some()),
@@ -324,7 +322,11 @@ mod tests {
         assert_eq!(QueueProperties::from_config(&c).to_config(Defaults::Azure).unwrap(), c);
         let update = QueueProperties { max_delivery_count: Some(7), ..Default::default() };
         let updated = update.over(QueueProperties::from_config(&c)).to_config(Defaults::Azure).unwrap();
-        assert_eq!(updated, QueueConfig { max_delivery_count: 7, ..c });
+        assert_eq!(updated, QueueConfig { max_delivery_count: 7, ..c.clone() });
+        let forwarding = QueueProperties { forward_to: Some("next".into()), forward_dead_lettered_messages_to: Some(" ".into()), ..Default::default() };
+        let f = forwarding.to_config(Defaults::Azure).unwrap();
+        assert_eq!((f.forward_to.as_deref(), f.forward_dead_lettered_to.as_deref()), (Some("next"), None));
+        assert_eq!(QueueProperties::from_config(&f).to_config(Defaults::Azure).unwrap(), f);
     }
 
     #[test]
@@ -333,7 +335,6 @@ mod tests {
         assert!(bad(r#"{"LockDuration": "PT10M"}"#).contains("LockDuration"));
         assert!(bad(r#"{"LockDuration": "soon"}"#).contains("ISO 8601"));
         assert!(bad(r#"{"MaxDeliveryCount": 0}"#).contains("MaxDeliveryCount"));
-        assert!(bad(r#"{"ForwardTo": "other"}"#).contains("not supported"));
         assert!(serde_json::from_str::<QueueProperties>(r#"{"LockDurration": "PT1M"}"#).is_err());
     }
 }

@@ -147,7 +147,7 @@ impl BrokerRecovery {
         }
         for ((entity, message_id), at) in std::mem::take(&mut self.seen) {
             if let Some(e) = by_id.get_mut(&entity) {
-                e.seen_ids.insert(message_id, at);
+                e.remember_id(&message_id, at);
             }
         }
         for (entity, next) in std::mem::take(&mut self.next_seqs) {

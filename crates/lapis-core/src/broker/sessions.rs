@@ -73,7 +73,7 @@ impl Broker {
         let now = self.clock.now_ms();
         let (taken, commit, id) = {
             let mut e = e.lock();
-            let mut ops = self.tidy(&mut e, now);
+            let (mut ops, _) = self.tidy(&mut e, now);
             let session = held_session(&e, &token, now)?;
             let lock_until = e.session_locks[&session].until;
             let seqs = e.available_in_session(&session, max);

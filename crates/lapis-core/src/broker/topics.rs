@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use super::codec::{self, EntityKind};
 use super::error::{BrokerError, BrokerResult};
 use super::filter::Filter;
-use super::model::{OutgoingMessage, PropertyValue, QueueConfig, RoutingProperties, Rule, DEFAULT_RULE};
+use super::model::{PropertyValue, QueueConfig, RoutingProperties, Rule, DEFAULT_RULE};
 use super::service::{Broker, EntityRef};
 use lapis_store::Op;
 
@@ -49,7 +49,7 @@ fn overrides_from(before: &RoutingProperties, after: &RoutingProperties) -> BTre
 
 /// The copies a subscription's `rules` make of a message: one (unchanged) if any
 /// matching rule has no action, plus one per matching rule with an action.
-fn copies_for(rules: &[Rule], routing: &RoutingProperties) -> Vec<BTreeMap<String, PropertyValue>> {
+pub(super) fn copies_for(rules: &[Rule], routing: &RoutingProperties) -> Vec<BTreeMap<String, PropertyValue>> {
     let matching: Vec<&Rule> = rules.iter().filter(|r| r.filter.matches(routing)).collect();
     let mut copies = Vec::new();
     if matching.iter().any(|r| r.action.is_none()) {
@@ -178,54 +178,5 @@ impl Broker {
         } else {
             Err(BrokerError::EntityNotFound(path))
         }
-    }
-
-    /// Fans `messages` out to the topic's subscriptions.
-    pub(super) async fn send_to_topic(&self, name: &str, topic: EntityRef, messages: Vec<OutgoingMessage>) -> BrokerResult<Vec<Option<i64>>> {
-        let now = self.clock.now_ms();
-        let subscriptions: Vec<EntityRef> = {
-            let paths = self.list_subscriptions(name)?;
-            paths.iter().filter_map(|(p, ..)| self.entity(p).ok()).collect()
-        };
-        let (commit, seqs) = {
-            // Lock order: the topic, then its subscriptions by name (the entity map is
-            // sorted), the same for every sender.
-            let mut t = topic.lock();
-            Self::check_send(&t, name, &messages)?;
-            let mut subs: Vec<_> = subscriptions.iter().map(|s| s.lock()).collect();
-            let mut ops = Vec::new();
-            let mut seqs = Vec::with_capacity(messages.len());
-            for m in messages {
-                if !Self::admit(&mut t, &m, now, &mut ops) {
-                    seqs.push(None);
-                    continue;
-                }
-                let seq = t.take_seq();
-                for sub in subs.iter_mut() {
-                    let copies = copies_for(&sub.record.rules, &m.routing);
-                    if copies.is_empty() {
-                        continue;
-                    }
-                    if Self::check_send(sub, &sub.record.name.clone(), std::slice::from_ref(&m)).is_err() {
-                        // A full or session-less subscription does not stop the others.
-                        tracing::warn!(subscription = %sub.record.name, "a subscription could not take a message");
-                        continue;
-                    }
-                    for overrides in copies {
-                        let sub_seq = sub.take_seq();
-                        self.enqueue(sub, sub_seq, m.clone(), overrides, now, &mut ops);
-                    }
-                    ops.push(sub.next_seq_op());
-                }
-                seqs.push(Some(seq));
-            }
-            if seqs.iter().any(Option::is_some) {
-                ops.push(t.next_seq_op());
-            }
-            (self.store.commit(&ops)?, seqs)
-        };
-        commit.durable().await?;
-        self.activity.notify_waiters();
-        Ok(seqs)
     }
 }

@@ -469,3 +469,6 @@ async fn topics_subscriptions_and_rules_survive_a_restart_and_delete_together() 
     assert!(b.list_subscriptions("events").is_err());
     assert!(b.list_queues().is_empty() && b.list_topics().is_empty());
 }
+
+mod forwarding;
+mod transactions;
