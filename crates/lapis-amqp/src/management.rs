@@ -262,7 +262,12 @@ async fn run(broker: &Broker, entity: &str, sub: SubQueue, held: &HeldSessions, 
         "com.microsoft:get-message-sessions" => {
             let skip = int_field(body, "skip", 0, i32::MAX as i64);
             let top = int_field(body, "top", 100, MAX_ITEMS as i64);
-            let ids: Vec<Value> = broker.list_sessions(entity)?.into_iter().skip(skip).take(top).map(Value::String).collect();
+            // 253402300800000 (year 10000) means "every session with messages or state".
+            let since = match field(body, "last-updated-time") {
+                Some(Value::Timestamp(t)) if t.milliseconds() < 253_402_300_800_000 => Some(t.milliseconds()),
+                _ => None,
+            };
+            let ids: Vec<Value> = broker.list_sessions_since(entity, since)?.into_iter().skip(skip).take(top).map(Value::String).collect();
             if ids.is_empty() {
                 return Ok((204, Map::new()));
             }

@@ -52,6 +52,10 @@ pub struct EntityState {
     pub session_locks: HashMap<String, Lock>,
     /// Session state set by receivers (durable).
     pub session_states: BTreeMap<String, Vec<u8>>,
+    /// When each session's state was last set, since the server started (not kept
+    /// across restarts: a listing filtered by update time sees only what changed
+    /// since).
+    pub session_state_times: HashMap<String, Millis>,
     /// Message id → when first seen, for duplicate detection, and the same in time
     /// order, so that forgetting old ids costs only what is forgotten.
     seen_ids: HashMap<String, Millis>,
@@ -72,6 +76,7 @@ impl EntityState {
             by_session: BTreeMap::new(),
             session_locks: HashMap::new(),
             session_states: BTreeMap::new(),
+            session_state_times: HashMap::new(),
             seen_ids: HashMap::new(),
             seen_order: BTreeSet::new(),
             lock_expiry: BTreeSet::new(),

@@ -124,6 +124,7 @@ impl Broker {
                 None => Op::Delete { key },
             };
             let commit = self.store.commit(&[op])?;
+            e.session_state_times.insert(session.clone(), now);
             match state {
                 Some(bytes) => e.session_states.insert(session, bytes),
                 None => e.session_states.remove(&session),
@@ -144,9 +145,22 @@ impl Broker {
 
     /// Sessions of `entity` that hold messages or state.
     pub fn list_sessions(&self, entity: &str) -> BrokerResult<Vec<String>> {
+        self.list_sessions_since(entity, None)
+    }
+
+    /// Sessions of `entity` that hold messages or state or, with `since`, only those
+    /// whose state was set after that instant.
+    pub fn list_sessions_since(&self, entity: &str, since: Option<Millis>) -> BrokerResult<Vec<String>> {
         let e = self.entity(entity)?;
         let e = e.lock();
         require_sessions(&e)?;
-        Ok(e.sessions())
+        Ok(match since {
+            None => e.sessions(),
+            Some(t) => {
+                let mut ids: Vec<String> = e.session_state_times.iter().filter(|(_, &at)| at > t).map(|(id, _)| id.clone()).collect();
+                ids.sort();
+                ids
+            }
+        })
     }
 }
