@@ -29,8 +29,12 @@ pub struct AmqpService {
     pub sas_keys: SasKeys,
 }
 
+/// Connections served at once; more are closed as they arrive.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
 /// Accepts connections until `shutdown` turns true; each runs in its own task.
 pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -47,8 +51,13 @@ pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, mut shutdow
         // Peers that vanish without closing are found by TCP keepalive.
         let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE).with_interval(KEEPALIVE_INTERVAL);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "AMQP connection refused: {MAX_CONNECTIONS} connections are open");
+            continue;
+        };
         let service = service.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = connection::run(stream, &service).await {
                 tracing::debug!(%peer, error = %e, "AMQP connection ended with an error");
             }

@@ -49,6 +49,9 @@ const FRAMES_PER_TURN: usize = 64;
 /// Receivers with credit look for messages at least this often (lock expiry and
 /// scheduled messages wake nobody).
 const RECEIVE_RECHECK: Duration = Duration::from_secs(1);
+/// A peer must finish the protocol and SASL handshake, and send its open, within this
+/// time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often expired tokens and waiting session receivers are looked at.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 
@@ -170,6 +173,8 @@ pub(crate) struct Conn<'a> {
     pub transactions: Vec<TransactionId>,
     pub waiting: Vec<WaitingAttach>,
     pub activity: watch::Receiver<u64>,
+    /// Whether the peer has sent its open.
+    pub opened: bool,
 }
 
 /// Negotiates SASL (any mechanism is accepted: authorization happens through CBS) and
@@ -223,8 +228,11 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(mut r: R) -> (mpsc::Recei
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, service: &AmqpService) -> Result<()> {
     let (read_half, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(read_half);
-    if !negotiate(&mut r, &mut w).await? {
-        return Ok(());
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, negotiate(&mut r, &mut w)).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(ConnectionError::Protocol("no protocol handshake within the timeout".into())),
     }
     let (mut frames, _reader) = spawn_reader(r);
     let mut conn = Conn {
@@ -238,10 +246,32 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, 
         transactions: Vec::new(),
         waiting: Vec::new(),
         activity: service.broker.activity(),
+        opened: false,
     };
     let result = conn.serve(&mut frames, &mut w).await;
+    if let Err(e) = &result {
+        // Tell the peer why before hanging up, when it is still listening.
+        if let Some(error) = close_error(e) {
+            conn.out.clear();
+            if conn.send(0, Some(Performative::Close(Close { error: Some(error) })), &[]).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), w.write_all(&conn.out)).await;
+            }
+        }
+    }
     conn.release_all();
     result
+}
+
+/// The error a connection is closed with after `e` (none when the socket is gone).
+fn close_error(e: &ConnectionError) -> Option<Error> {
+    use fe2o3_amqp_types::definitions::{AmqpError, ConnectionError as Condition, ErrorCondition};
+    match e {
+        ConnectionError::Frame(FrameError::TooLarge { .. }) => Some(crate::errors::error(ErrorCondition::ConnectionError(Condition::FramingError), e.to_string())),
+        ConnectionError::Frame(FrameError::Malformed(_)) => Some(crate::errors::amqp(AmqpError::DecodeError, e.to_string())),
+        ConnectionError::Protocol(_) => Some(crate::errors::amqp(AmqpError::NotAllowed, e.to_string())),
+        ConnectionError::Frame(FrameError::Encode(_)) => Some(crate::errors::amqp(AmqpError::InternalError, e.to_string())),
+        ConnectionError::Frame(FrameError::Io(_)) | ConnectionError::Io(_) => None,
+    }
 }
 
 impl Conn<'_> {
@@ -249,6 +279,7 @@ impl Conn<'_> {
         let mut heartbeat: Option<tokio::time::Interval> = None;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
         let mut recheck = tokio::time::interval(RECEIVE_RECHECK);
+        let open_by = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         loop {
             if !self.out.is_empty() {
                 w.write_all(&self.out).await?;
@@ -287,7 +318,12 @@ impl Conn<'_> {
                     }
                 }
                 _ = recheck.tick(), if waiting => self.pump_all().await?,
-                _ = housekeeping.tick() => self.housekeeping().await?,
+                _ = housekeeping.tick() => {
+                    if !self.opened && tokio::time::Instant::now() > open_by {
+                        return Err(ConnectionError::Protocol("no open frame within the timeout".into()));
+                    }
+                    self.housekeeping().await?
+                }
                 _ = tick(&mut heartbeat) => self.send(0, None, &[])?,
             }
         }
@@ -314,8 +350,15 @@ impl Conn<'_> {
 
     /// Handles one performative; false once the connection is closed.
     async fn handle(&mut self, channel: u16, performative: Performative, payload: bytes::Bytes) -> Result<bool> {
+        if !self.opened && !matches!(performative, Performative::Open(_)) {
+            return Err(ConnectionError::Protocol("the first frame must be an open".into()));
+        }
         match performative {
             Performative::Open(open) => {
+                if self.opened {
+                    return self.close_with(crate::errors::amqp(fe2o3_amqp_types::definitions::AmqpError::IllegalState, "the connection is already open"));
+                }
+                self.opened = true;
                 self.peer_max_frame = open.max_frame_size.0.clamp(frame::MIN_MAX_FRAME_SIZE, MAX_FRAME_SIZE);
                 let reply = Open {
                     container_id: format!("lapis-{}", uuid::Uuid::new_v4().simple()),
