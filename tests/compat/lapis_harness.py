@@ -141,15 +141,17 @@ class LapisServer:
         durability: Optional[str] = None,
         amqp: bool = False,
         config: Optional[Path] = None,
+        extra_args: Iterable[str] = (),
     ) -> None:
         """`data_dir=None` runs `--in-memory`; `durability` is passed as
         `--durability` when given. `amqp=True` serves AMQP on a free port
         (`amqp_port`, kept across restarts like the others); `config` is passed
-        as `--config`."""
+        as `--config`; `extra_args` are appended to the command line."""
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.accounts: List[Tuple[str, str]] = list(accounts)
         self.durability = durability
         self.amqp = amqp
+        self.extra_args = list(extra_args)
         # Resolved now: the server runs with the log dir as its working directory.
         self.config = Path(config).resolve() if config is not None else None
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="lapis-log-"))
@@ -190,7 +192,7 @@ class LapisServer:
             cmd += ["--config", str(self.config)]
         for name, key in self.accounts:
             cmd += ["--account", f"{name}:{key}"]
-        return cmd
+        return cmd + self.extra_args
 
     def _spawn(self) -> None:
         self.starts += 1

@@ -11,6 +11,7 @@ pub mod frame;
 pub mod management;
 pub mod message;
 pub mod rules;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -32,8 +33,12 @@ pub struct AmqpService {
 /// Connections served at once; more are closed as they arrive.
 pub const MAX_CONNECTIONS: usize = 10_000;
 
-/// Accepts connections until `shutdown` turns true; each runs in its own task.
-pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, mut shutdown: watch::Receiver<bool>) {
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Accepts connections until `shutdown` turns true; each runs in its own task. With
+/// `tls`, every connection is a TLS connection (`amqps`).
+pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, tls: Option<tokio_rustls::TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
@@ -55,10 +60,18 @@ pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, mut shutdow
             tracing::warn!(%peer, "AMQP connection refused: {MAX_CONNECTIONS} connections are open");
             continue;
         };
-        let service = service.clone();
+        let (service, tls) = (service.clone(), tls.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = connection::run(stream, &service).await {
+            let ended = match tls {
+                None => connection::run(stream, &service).await,
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => connection::run(tls_stream, &service).await,
+                    Ok(Err(e)) => Err(connection::ConnectionError::Io(e)),
+                    Err(_) => Err(connection::ConnectionError::Protocol("no TLS handshake within the timeout".into())),
+                },
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "AMQP connection ended with an error");
             }
         });

@@ -123,6 +123,12 @@ pub struct EntityFlags {
     pub max_size_mb: Option<u64>,
     #[arg(long)]
     pub max_message_kb: Option<u64>,
+    /// Auto-forward every message to this queue or topic ("" turns it off).
+    #[arg(long)]
+    pub forward_to: Option<String>,
+    /// Move dead-lettered messages to this queue or topic ("" turns it off).
+    #[arg(long)]
+    pub forward_dead_lettered_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -154,6 +160,16 @@ pub struct ServeArgs {
     /// AMQP 1.0 port for Service Bus (and later Event Hubs); 0 disables it.
     #[arg(long, env = "LAPIS_AMQP_PORT")]
     pub amqp_port: Option<u16>,
+    /// AMQP over TLS (`amqps`) port, served when --tls-cert and --tls-key are given
+    /// (0 disables it).
+    #[arg(long, env = "LAPIS_AMQPS_PORT")]
+    pub amqps_port: Option<u16>,
+    /// PEM certificate chain for the TLS endpoints.
+    #[arg(long, env = "LAPIS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS endpoints.
+    #[arg(long, env = "LAPIS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Kafka port for Event Hubs (0 disables it). Reserved.
     #[arg(long, env = "LAPIS_KAFKA_PORT")]
     pub kafka_port: Option<u16>,

@@ -23,6 +23,9 @@ struct FileSettings {
     blob_port: Option<u16>,
     queue_port: Option<u16>,
     amqp_port: Option<u16>,
+    amqps_port: Option<u16>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     kafka_port: Option<u16>,
     http_port: Option<u16>,
     durability: Option<DurabilityArg>,
@@ -49,6 +52,14 @@ pub enum Storage {
     Memory,
 }
 
+/// A TLS endpoint: its port and PEM files.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub port: u16,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub storage: Storage,
@@ -57,6 +68,9 @@ pub struct Settings {
     pub http_port: u16,
     /// AMQP 1.0 (Service Bus).
     pub amqp_port: u16,
+    /// AMQP over TLS, with its certificate chain and key; `None` when no certificate
+    /// is configured or the port is 0.
+    pub amqps: Option<Tls>,
     /// Ports reserved for services still to come: Blob, Kafka. Not bound yet.
     #[allow(dead_code)]
     pub reserved_ports: [u16; 2],
@@ -111,8 +125,15 @@ impl Settings {
             accounts = accounts.without_dev_account();
             sas_keys = sas_keys.without_dev_key();
         }
+        let amqps_port = args.amqps_port.or(file.amqps_port).unwrap_or(5671);
+        let amqps = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => (amqps_port != 0).then_some(Tls { port: amqps_port, cert, key }),
+            (None, None) => None,
+            _ => bail!("TLS needs both a certificate (tls_cert) and a key (tls_key)"),
+        };
         Ok(Settings {
             storage,
+            amqps,
             host,
             queue_port: args.queue_port.or(file.queue_port).unwrap_or(10001),
             http_port: args.http_port.or(file.http_port).unwrap_or(5300),

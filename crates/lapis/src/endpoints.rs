@@ -32,7 +32,10 @@ pub fn banner(s: &Settings) -> String {
         let _ = writeln!(out, "  Storage Queues   http://{host}:{}/<account>", s.queue_port);
     }
     if s.amqp_port != 0 {
-        let _ = writeln!(out, "  Service Bus      amqp://{host}:{} (sending; receiving over AMQP is not built yet)", s.amqp_port);
+        let _ = writeln!(out, "  Service Bus      amqp://{host}:{}", s.amqp_port);
+    }
+    if let Some(tls) = &s.amqps {
+        let _ = writeln!(out, "  Service Bus TLS  amqps://{host}:{} (certificate {})", tls.port, tls.cert.display());
     }
     if s.http_port != 0 {
         let _ = writeln!(out, "  Health, admin    http://{host}:{}/health", s.http_port);

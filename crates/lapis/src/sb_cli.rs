@@ -113,7 +113,8 @@ fn properties(f: &EntityFlags) -> QueueProperties {
         duplicate_detection_history_time_window: f.duplicate_detection_window.clone(),
         max_size_in_megabytes: f.max_size_mb,
         max_message_size_in_kilobytes: f.max_message_kb,
-        ..Default::default()
+        forward_to: f.forward_to.clone(),
+        forward_dead_lettered_messages_to: f.forward_dead_lettered_to.clone(),
     }
 }
 

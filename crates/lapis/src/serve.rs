@@ -118,7 +118,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.amqp_port != 0 {
         let listener = bind(settings.host, settings.amqp_port, "AMQP").await?;
         let service = Arc::new(lapis_amqp::AmqpService { broker: servicebus.broker.clone(), sas_keys: settings.sas_keys.clone() });
-        servers.spawn(lapis_amqp::serve(listener, service, shutdown_rx.clone()));
+        servers.spawn(lapis_amqp::serve(listener, service, None, shutdown_rx.clone()));
+    }
+    if let Some(tls) = &settings.amqps {
+        let acceptor = lapis_amqp::tls::acceptor(&tls.cert, &tls.key)?;
+        let listener = bind(settings.host, tls.port, "AMQP over TLS").await?;
+        let service = Arc::new(lapis_amqp::AmqpService { broker: servicebus.broker.clone(), sas_keys: settings.sas_keys.clone() });
+        servers.spawn(lapis_amqp::serve(listener, service, Some(acceptor), shutdown_rx.clone()));
     }
     if settings.http_port != 0 {
         let listener = bind(settings.host, settings.http_port, "HTTP").await?;
