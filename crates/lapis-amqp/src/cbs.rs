@@ -24,7 +24,18 @@ pub fn normalize(address: &str) -> String {
     without_scheme.trim_start_matches('/').trim_end_matches('/').to_ascii_lowercase()
 }
 
+/// Compares secrets without leaking where they differ through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 impl Grants {
+    /// Authorizes every entity for as long as the connection lives (SASL PLAIN with
+    /// a shared access key).
+    pub fn allow_everything(&mut self) {
+        self.until.insert(String::new(), Millis::MAX);
+    }
+
     /// Whether `path` (normalized) is covered by an unexpired grant.
     pub fn allows(&self, path: &str, now: Millis) -> bool {
         self.until.iter().any(|(prefix, &until)| until > now && (prefix.is_empty() || path == prefix || path.starts_with(&format!("{prefix}/"))))

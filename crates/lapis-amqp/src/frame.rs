@@ -109,8 +109,59 @@ pub async fn read_amqp<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<Amqp
         return Ok(AmqpFrame { channel, performative: None, payload: Bytes::new() });
     }
     let len = performative_len(&body)?;
-    let performative: Performative = serde_amqp::from_slice(&body[..len]).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let performative: Performative = match serde_amqp::from_slice(&body[..len]) {
+        Ok(p) => p,
+        Err(e) => lenient_performative(&body[..len]).ok_or_else(|| FrameError::Malformed(e.to_string()))?,
+    };
     Ok(AmqpFrame { channel, performative: Some(performative), payload: body.slice(len..) })
+}
+
+/// The descriptor code of the `error` type.
+const ERROR_CODE: u64 = 0x1d;
+
+/// Decodes a performative that the strict decoder refused because an `error`'s
+/// `info` map has string keys where the specification says symbols (rhea writes
+/// the dead-letter reason that way): the keys are turned into symbols and the
+/// performative decoded again.
+fn lenient_performative(bytes: &[u8]) -> Option<Performative> {
+    let mut value: fe2o3_amqp_types::primitives::Value = serde_amqp::from_slice(bytes).ok()?;
+    if !symbolize_error_info(&mut value, 0) {
+        return None;
+    }
+    serde_amqp::from_slice(&serde_amqp::to_vec(&value).ok()?).ok()
+}
+
+/// Rewrites string keys of every error's info map to symbols; true if any changed.
+fn symbolize_error_info(value: &mut fe2o3_amqp_types::primitives::Value, depth: usize) -> bool {
+    use fe2o3_amqp_types::primitives::Value;
+    use serde_amqp::descriptor::Descriptor;
+    if depth > 16 {
+        return false;
+    }
+    match value {
+        Value::Described(d) => {
+            let is_error = matches!(&d.descriptor, Descriptor::Code(ERROR_CODE)) || matches!(&d.descriptor, Descriptor::Name(n) if n.as_str() == "amqp:error:list");
+            let mut changed = false;
+            if let (true, Value::List(fields)) = (is_error, &mut d.value) {
+                if let Some(Value::Map(info)) = fields.get_mut(2) {
+                    let rewritten = std::mem::take(info)
+                        .into_iter()
+                        .map(|(k, v)| match k {
+                            Value::String(s) => {
+                                changed = true;
+                                (Value::Symbol(s.into()), v)
+                            }
+                            other => (other, v),
+                        })
+                        .collect();
+                    *info = rewritten;
+                }
+            }
+            symbolize_error_info(&mut d.value, depth + 1) || changed
+        }
+        Value::List(items) => items.iter_mut().fold(false, |acc, v| symbolize_error_info(v, depth + 1) || acc),
+        _ => false,
+    }
 }
 
 pub async fn read_sasl<R: AsyncRead + Unpin>(r: &mut R) -> Result<sasl::Frame, FrameError> {
@@ -197,5 +248,30 @@ mod tests {
         assert!(matches!(read_amqp(&mut &bad_doff[..], 512).await, Err(FrameError::Malformed(_))));
         let garbage = [0u8, 0, 0, 12, 2, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
         assert!(matches!(read_amqp(&mut &garbage[..], 512).await, Err(FrameError::Malformed(_))));
+    }
+
+    #[tokio::test]
+    async fn an_error_info_map_with_string_keys_is_read() {
+        // disposition{role receiver, first 7, settled, state rejected{error{
+        //   com.microsoft:dead-letter, null, {"DeadLetterReason": "Bad"}}}} as rhea writes it
+        let mut body = vec![0x00, 0x53, 0x15, 0xc0, 0, 5, 0x41, 0x52, 7, 0x40, 0x41];
+        let info = [&[0xa1, 16][..], b"DeadLetterReason", &[0xa1, 3], b"Bad"].concat();
+        let mut error = vec![0x00, 0x53, 0x1d, 0xc0, 0, 3, 0xa3, 25];
+        error.extend_from_slice(b"com.microsoft:dead-letter");
+        error.push(0x40);
+        error.extend_from_slice(&[0xc1, (info.len() + 1) as u8, 2]);
+        error.extend_from_slice(&info);
+        error[4] = (error.len() - 5) as u8;
+        let mut rejected = vec![0x00, 0x53, 0x25, 0xc0, 0, 1];
+        rejected.extend_from_slice(&error);
+        rejected[4] = (rejected.len() - 5) as u8;
+        body.extend_from_slice(&rejected);
+        body[4] = (body.len() - 5) as u8;
+        let frame = frame_bytes(TYPE_AMQP, 0, &body, &[]);
+        let f = read_amqp(&mut frame.as_slice(), 1 << 20).await.expect("read leniently");
+        let Some(Performative::Disposition(d)) = f.performative else { panic!("a disposition") };
+        let Some(fe2o3_amqp_types::messaging::DeliveryState::Rejected(r)) = d.state else { panic!("rejected") };
+        let info = r.error.and_then(|e| e.info).expect("info");
+        assert_eq!(info.get(&fe2o3_amqp_types::primitives::Symbol::from("DeadLetterReason")), Some(&fe2o3_amqp_types::primitives::Value::String("Bad".into())));
     }
 }

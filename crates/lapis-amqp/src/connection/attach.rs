@@ -86,6 +86,7 @@ impl Conn<'_> {
         attach.initial_delivery_count = Some(0).filter(|_| attach.role == Role::Sender);
         attach.unsettled = None;
         self.send(channel, Some(Performative::Attach(attach)), &[])?;
+        self.session(channel)?.detaching.insert(handle.0);
         let detach = Detach { handle, closed: true, error: Some(e) };
         self.send(channel, Some(Performative::Detach(detach)), &[])
     }
@@ -116,10 +117,16 @@ impl Conn<'_> {
             Ok(c) => c,
             Err(e) => return self.refuse_link(channel, attach, broker_error(&e)),
         };
-        if !self.grants.allows(&node, now) {
+        // A token for the entity covers its management node; the SDKs also put tokens
+        // for `<entity>/$management` itself.
+        let authorized_by = if self.grants.allows(&node, now) {
+            node.clone()
+        } else if management && self.grants.allows(&path, now) {
+            path.clone()
+        } else {
             return self.refuse_link(channel, attach, errors::unauthorized(entity));
-        }
-        let (entity, authorized_by) = (entity.to_string(), Some(node.clone()));
+        };
+        let (entity, authorized_by) = (entity.to_string(), Some(authorized_by));
         if management {
             let kind = if client_sends { LinkKind::ManagementRequests { entity: node } } else { LinkKind::ManagementAnswers { entity: node } };
             return self.accept_link(channel, attach, kind, authorized_by, None);

@@ -132,6 +132,9 @@ pub(crate) struct Session {
     pub next_outgoing_id: u32,
     pub links: HashMap<u32, Link>,
     pub unsettled: HashMap<u32, Unsettled>,
+    /// Handles Lapis has detached (or refused) and whose detach the peer has not
+    /// answered yet: its detach is the answer, and gets none.
+    pub detaching: std::collections::HashSet<u32>,
 }
 
 /// What to answer a transfer with: now, or once it is durable (a [`Completion`]).
@@ -177,28 +180,60 @@ pub(crate) struct Conn<'a> {
     pub opened: bool,
 }
 
-/// Negotiates SASL (any mechanism is accepted: authorization happens through CBS) and
-/// the AMQP header. Returns false if the peer spoke something else.
-async fn negotiate<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &mut W) -> Result<bool> {
+/// How a peer authenticated in SASL.
+enum SaslIdentity {
+    /// ANONYMOUS or MSSBCBS: authorization comes later, through CBS tokens.
+    Anonymous,
+    /// PLAIN with a configured key name and its key: the connection may use every
+    /// entity, as with a namespace-wide token.
+    KeyHolder,
+}
+
+/// The outcome of SASL PLAIN: `authzid\0authcid\0password`, where the name is a
+/// configured shared access key name and the password its key.
+fn plain_identity(response: Option<&[u8]>, keys: &lapis_core::auth::sas_token::SasKeys) -> bool {
+    let Some(response) = response else { return false };
+    let mut parts = response.split(|b| *b == 0);
+    let (_authz, Some(name), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return false };
+    let (Ok(name), Ok(password)) = (std::str::from_utf8(name), std::str::from_utf8(password)) else { return false };
+    keys.get(name).is_some_and(|key| crate::cbs::constant_time_eq(key.as_bytes(), password.as_bytes()))
+}
+
+/// Negotiates SASL and the AMQP header. Returns `None` if the peer spoke something
+/// else or failed SASL PLAIN.
+async fn negotiate<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &mut W, service: &AmqpService) -> Result<Option<SaslIdentity>> {
     let mut header = frame::read_header(r).await?;
+    let mut identity = SaslIdentity::Anonymous;
     if header == SASL_HEADER {
         w.write_all(&SASL_HEADER).await?;
         let mechanisms = ["MSSBCBS", "ANONYMOUS", "PLAIN"].map(Symbol::from).to_vec();
         frame::write_sasl(w, &sasl::Frame::Mechanisms(SaslMechanisms { sasl_server_mechanisms: mechanisms.into() })).await?;
-        match frame::read_sasl(r).await? {
-            sasl::Frame::Init(_) => {}
+        let init = match frame::read_sasl(r).await? {
+            sasl::Frame::Init(init) => init,
             other => return Err(ConnectionError::Protocol(format!("expected sasl-init, got {other:?}"))),
+        };
+        let code = match init.mechanism.as_str() {
+            "PLAIN" if plain_identity(init.initial_response.as_deref().map(|v| &v[..]), &service.sas_keys) => {
+                identity = SaslIdentity::KeyHolder;
+                SaslCode::Ok
+            }
+            "PLAIN" => SaslCode::Auth,
+            "ANONYMOUS" | "MSSBCBS" => SaslCode::Ok,
+            _ => SaslCode::Auth,
+        };
+        frame::write_sasl(w, &sasl::Frame::Outcome(SaslOutcome { code: code.clone(), additional_data: None })).await?;
+        if code != SaslCode::Ok {
+            return Ok(None);
         }
-        frame::write_sasl(w, &sasl::Frame::Outcome(SaslOutcome { code: SaslCode::Ok, additional_data: None })).await?;
         header = frame::read_header(r).await?;
     }
     if header != AMQP_HEADER {
         // Answer with the header we speak, as the specification asks, then hang up.
         w.write_all(&SASL_HEADER).await?;
-        return Ok(false);
+        return Ok(None);
     }
     w.write_all(&AMQP_HEADER).await?;
-    Ok(true)
+    Ok(Some(identity))
 }
 
 /// Aborts the reader task when the connection ends, so a silent peer cannot keep its
@@ -228,12 +263,12 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(mut r: R) -> (mpsc::Recei
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, service: &AmqpService) -> Result<()> {
     let (read_half, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(read_half);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, negotiate(&mut r, &mut w)).await {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) => return Ok(()),
+    let identity = match tokio::time::timeout(HANDSHAKE_TIMEOUT, negotiate(&mut r, &mut w, service)).await {
+        Ok(Ok(Some(identity))) => identity,
+        Ok(Ok(None)) => return Ok(()),
         Ok(Err(e)) => return Err(e),
         Err(_) => return Err(ConnectionError::Protocol("no protocol handshake within the timeout".into())),
-    }
+    };
     let (mut frames, _reader) = spawn_reader(r);
     let mut conn = Conn {
         service,
@@ -248,6 +283,9 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, 
         activity: service.broker.activity(),
         opened: false,
     };
+    if let SaslIdentity::KeyHolder = identity {
+        conn.grants.allow_everything();
+    }
     let result = conn.serve(&mut frames, &mut w).await;
     if let Err(e) = &result {
         // Tell the peer why before hanging up, when it is still listening.
@@ -378,7 +416,13 @@ impl Conn<'_> {
                 if channel >= CHANNEL_MAX || self.sessions.contains_key(&channel) {
                     return self.close_with(crate::errors::amqp(fe2o3_amqp_types::definitions::AmqpError::NotAllowed, format!("channel {channel} is in use or above the channel-max")));
                 }
-                let session = Session { next_incoming_id: begin.next_outgoing_id, next_outgoing_id: 0, links: HashMap::new(), unsettled: HashMap::new() };
+                let session = Session {
+                    next_incoming_id: begin.next_outgoing_id,
+                    next_outgoing_id: 0,
+                    links: HashMap::new(),
+                    unsettled: HashMap::new(),
+                    detaching: Default::default(),
+                };
                 self.sessions.insert(channel, session);
                 let reply = Begin {
                     remote_channel: Some(channel),
@@ -402,11 +446,14 @@ impl Conn<'_> {
                 let link = session.links.remove(&detach.handle.0);
                 // Its deliveries can no longer be settled on it; their locks run out.
                 session.unsettled.retain(|_, u| u.handle != detach.handle.0);
+                let answers_ours = session.detaching.remove(&detach.handle.0);
                 if let Some(link) = link {
                     self.release_link(&link);
                 }
-                let reply = Detach { handle: detach.handle, closed: detach.closed, error: None };
-                self.send(channel, Some(Performative::Detach(reply)), &[])?;
+                if !answers_ours {
+                    let reply = Detach { handle: detach.handle, closed: detach.closed, error: None };
+                    self.send(channel, Some(Performative::Detach(reply)), &[])?;
+                }
             }
             Performative::End(_) => {
                 if let Some(session) = self.sessions.remove(&channel) {
@@ -477,7 +524,10 @@ impl Conn<'_> {
 
     /// Detaches a link on Lapis's initiative, with an error.
     pub(crate) fn detach_with(&mut self, channel: u16, handle: u32, e: Error) -> Result<()> {
-        let link = self.session(channel)?.links.remove(&handle);
+        let session = self.session(channel)?;
+        session.detaching.insert(handle);
+        session.unsettled.retain(|_, u| u.handle != handle);
+        let link = session.links.remove(&handle);
         if let Some(link) = link {
             self.release_link(&link);
         }
