@@ -159,7 +159,14 @@ fn symbolize_error_info(value: &mut fe2o3_amqp_types::primitives::Value, depth: 
             }
             symbolize_error_info(&mut d.value, depth + 1) || changed
         }
-        Value::List(items) => items.iter_mut().fold(false, |acc, v| symbolize_error_info(v, depth + 1) || acc),
+        Value::List(items) => {
+            // Every item is visited: no short-circuit.
+            let mut changed = false;
+            for v in items {
+                changed |= symbolize_error_info(v, depth + 1);
+            }
+            changed
+        }
         _ => false,
     }
 }

@@ -50,10 +50,15 @@ pub struct Conn {
     pub session: SessionHandle<()>,
 }
 
+/// How long a close (of a link, a session, a connection) may take before it is given up.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Conn {
+    /// Ends the session and closes the connection, giving up on either after
+    /// `CLOSE_TIMEOUT` (dropping the handles then stops the client's engines).
     pub async fn close(mut self) {
-        let _ = self.session.end().await;
-        let _ = self.connection.close().await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.session.end()).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.connection.close()).await;
     }
 }
 

@@ -159,11 +159,19 @@ fn main() {
     let res = rt.block_on(async {
         match a.mode.as_str() {
             "wait" => wait(&a).await,
-            "load" | "fill" => run(a.clone()).await,
+            "load" | "fill" => {
+                let r = run(a.clone()).await;
+                tokio::time::sleep(Duration::from_millis(500)).await; // let the closes go out
+                r
+            }
             "" => usage(),
             m => Err(format!("unknown mode {m}")),
         }
     });
+    // Links and connections close in the background; give that a moment, then stop
+    // whatever has not finished (a client engine that hangs on a close must not hold
+    // the benchmark up).
+    rt.shutdown_timeout(Duration::from_secs(2));
     match res {
         Ok(v) => println!("{v}"),
         Err(e) => {

@@ -19,7 +19,7 @@ use fe2o3_amqp::{Receiver, Sender};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value as Json};
 
-use crate::amqp::{Conn, Endpoint};
+use crate::amqp::{Conn, Endpoint, CLOSE_TIMEOUT};
 
 /// How long one send may wait for its disposition before it counts as failed.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -175,7 +175,7 @@ pub async fn sender_loop(ep: Endpoint, name: String, mut conn: Conn, mut sender:
         };
         t.error(failure);
         // The link (or the connection) is gone: start over on a new connection.
-        let _ = sender.close().await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sender.close()).await;
         conn.close().await;
         match reconnect_sender(&ep, &name, t.reconnects).await {
             Ok((c, s)) => {
@@ -189,8 +189,11 @@ pub async fn sender_loop(ep: Endpoint, name: String, mut conn: Conn, mut sender:
             }
         }
     }
-    let _ = sender.close().await;
-    conn.close().await;
+    // Closing runs on past the figures: main prints them and then gives it a moment.
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sender.close()).await;
+        conn.close().await;
+    });
     t
 }
 
@@ -230,7 +233,7 @@ pub async fn receiver_loop(ep: Endpoint, name: String, mut conn: Conn, mut recei
             Ok(Err(e)) => format!("receive error: {e}"),
         };
         t.error(failure);
-        let _ = receiver.close().await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, receiver.close()).await;
         conn.close().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let cname = format!("{name}-r{}", t.reconnects);
@@ -252,7 +255,9 @@ pub async fn receiver_loop(ep: Endpoint, name: String, mut conn: Conn, mut recei
         }
     }
     // Unsettled deliveries still in the prefetch go back to the queue when the link closes.
-    let _ = receiver.close().await;
-    conn.close().await;
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, receiver.close()).await;
+        conn.close().await;
+    });
     t
 }
