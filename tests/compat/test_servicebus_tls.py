@@ -5,8 +5,8 @@ certificate; a client that does not trust the certificate is refused.
 
 The Python SDK always dials port 5671 for TLS (a custom endpoint address
 switches it to WebSockets), so this module binds the real default port rather
-than a free one; its tests share one xdist group so that only one worker holds
-it."""
+than a free one; everything that needs it is one test, so that only one test
+process holds it at a time."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from azure.servicebus.exceptions import ServiceBusError
 from lapis_harness import LapisServer
 from sb_support import KEY, KEY_NAME
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("amqps-5671")]
+pytestmark = pytest.mark.timeout(120)
 
 AMQPS_PORT = 5671
 
@@ -42,14 +42,16 @@ def self_signed(directory):
     return cert, key
 
 
-@pytest.fixture(scope="module")
-def tls_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("servicebus-tls")
+@pytest.fixture
+def tls_server(tmp_path):
+    base = tmp_path
     cert, key = self_signed(base)
     config = base / "config.json"
     config.write_text(json.dumps(CONFIG))
     port = AMQPS_PORT
     probe = socket.socket()
+    # As the server binds: a port in TIME_WAIT from a previous run is fine.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind(("127.0.0.1", port))
     except OSError:
@@ -75,46 +77,44 @@ def tls_client(server, verify) -> ServiceBusClient:
     return ServiceBusClient.from_connection_string(conn, connection_verify=verify, retry_total=0)
 
 
-def test_the_sdk_sends_and_receives_over_tls(tls_server):
-    c = tls_client(tls_server, str(tls_server.cert))
+def sdk_round_trip(c: ServiceBusClient, text: str) -> None:
+    with c.get_queue_sender("secure") as s:
+        s.send_messages(ServiceBusMessage(text), timeout=20)
+    with c.get_queue_receiver("secure", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as r:
+        got = r.receive_messages(max_message_count=1, max_wait_time=5)
+        assert [str(m) for m in got] == [text]
+
+
+def test_the_tls_endpoint(tls_server):
+    # The SDK in its TLS mode, trusting the server's certificate.
+    trusting = tls_client(tls_server, str(tls_server.cert))
     try:
-        with c.get_queue_sender("secure") as s:
-            s.send_messages(ServiceBusMessage("over tls"), timeout=20)
-        with c.get_queue_receiver("secure", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as r:
-            got = r.receive_messages(max_message_count=1, max_wait_time=5)
-            assert [str(m) for m in got] == ["over tls"]
+        sdk_round_trip(trusting, "over tls")
     finally:
-        c.close()
+        trusting.close()
 
-
-def test_a_client_that_does_not_trust_the_certificate_is_refused(tls_server):
-    c = tls_client(tls_server, None)
+    # A client that does not trust the certificate is refused.
+    untrusting = tls_client(tls_server, None)
     try:
         with pytest.raises(ServiceBusError):
-            with c.get_queue_sender("secure") as s:
+            with untrusting.get_queue_sender("secure") as s:
                 s.send_messages(ServiceBusMessage("untrusted"), timeout=10)
     finally:
-        c.close()
+        untrusting.close()
 
+    # Plain AMQP on the TLS port gets no AMQP answer.
+    with socket.create_connection(("127.0.0.1", tls_server.amqps_port), timeout=10) as raw:
+        raw.settimeout(10)
+        raw.sendall(b"AMQP\x00\x01\x00\x00")
+        assert not raw.recv(8).startswith(b"AMQP"), "the TLS port speaks only TLS"
 
-def test_plain_amqp_on_the_tls_port_gets_no_amqp(tls_server):
-    with socket.create_connection(("127.0.0.1", tls_server.amqps_port), timeout=10) as s:
-        s.settimeout(10)
-        s.sendall(b"AMQP\x00\x01\x00\x00")
-        answer = s.recv(8)
-        assert not answer.startswith(b"AMQP"), "the TLS port speaks only TLS"
-
-
-def test_the_plain_port_still_works(tls_server):
+    # The plain port goes on working beside it.
     conn = f"Endpoint=sb://localhost:{tls_server.amqp_port};SharedAccessKeyName={KEY_NAME};SharedAccessKey={KEY};UseDevelopmentEmulator=true;"
-    c = ServiceBusClient.from_connection_string(conn, retry_total=0)
+    plain = ServiceBusClient.from_connection_string(conn, retry_total=0)
     try:
-        with c.get_queue_sender("secure") as s:
-            s.send_messages(ServiceBusMessage("plain"), timeout=20)
-        with c.get_queue_receiver("secure", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as r:
-            assert [str(m) for m in r.receive_messages(max_message_count=1, max_wait_time=5)] == ["plain"]
+        sdk_round_trip(plain, "plain")
     finally:
-        c.close()
+        plain.close()
 
 
 def test_missing_key_file_refuses_to_start(tmp_path):

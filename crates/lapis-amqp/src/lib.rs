@@ -36,10 +36,17 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long open connections get, at shutdown, to finish their in-flight writes.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Accepts connections until `shutdown` turns true; each runs in its own task. With
-/// `tls`, every connection is a TLS connection (`amqps`).
+/// `tls`, every connection is a TLS connection (`amqps`). At shutdown every
+/// connection finishes what it has in flight and is closed with
+/// `amqp:connection:forced`; this returns once they are all gone (or the grace time
+/// has passed).
 pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, tls: Option<tokio_rustls::TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -50,7 +57,8 @@ pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, tls: Option
                     continue;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let _ = stream.set_nodelay(true);
         // Peers that vanish without closing are found by TCP keepalive.
@@ -60,13 +68,13 @@ pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, tls: Option
             tracing::warn!(%peer, "AMQP connection refused: {MAX_CONNECTIONS} connections are open");
             continue;
         };
-        let (service, tls) = (service.clone(), tls.clone());
-        tokio::spawn(async move {
+        let (service, tls, stop) = (service.clone(), tls.clone(), shutdown.clone());
+        connections.spawn(async move {
             let _slot = slot;
             let ended = match tls {
-                None => connection::run(stream, &service).await,
+                None => connection::run(stream, &service, stop).await,
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => connection::run(tls_stream, &service).await,
+                    Ok(Ok(tls_stream)) => connection::run(tls_stream, &service, stop).await,
                     Ok(Err(e)) => Err(connection::ConnectionError::Io(e)),
                     Err(_) => Err(connection::ConnectionError::Protocol("no TLS handshake within the timeout".into())),
                 },
@@ -75,5 +83,14 @@ pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, tls: Option
                 tracing::debug!(%peer, error = %e, "AMQP connection ended with an error");
             }
         });
+    }
+    let open = connections.len();
+    if open > 0 {
+        tracing::info!(open, "closing AMQP connections");
+    }
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(left = connections.len(), "AMQP connections still busy after the grace time; dropping them");
+        connections.abort_all();
     }
 }

@@ -260,7 +260,7 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(mut r: R) -> (mpsc::Recei
     (rx, AbortOnDrop(task))
 }
 
-pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, service: &AmqpService) -> Result<()> {
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, service: &AmqpService, shutdown: watch::Receiver<bool>) -> Result<()> {
     let (read_half, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(read_half);
     let identity = match tokio::time::timeout(HANDSHAKE_TIMEOUT, negotiate(&mut r, &mut w, service)).await {
@@ -286,7 +286,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, 
     if let SaslIdentity::KeyHolder = identity {
         conn.grants.allow_everything();
     }
-    let result = conn.serve(&mut frames, &mut w).await;
+    let result = conn.serve(&mut frames, &mut w, shutdown).await;
     if let Err(e) = &result {
         // Tell the peer why before hanging up, when it is still listening.
         if let Some(error) = close_error(e) {
@@ -313,7 +313,12 @@ fn close_error(e: &ConnectionError) -> Option<Error> {
 }
 
 impl Conn<'_> {
-    async fn serve<W: AsyncWrite + Unpin>(&mut self, frames: &mut mpsc::Receiver<std::result::Result<AmqpFrame, FrameError>>, w: &mut W) -> Result<()> {
+    async fn serve<W: AsyncWrite + Unpin>(
+        &mut self,
+        frames: &mut mpsc::Receiver<std::result::Result<AmqpFrame, FrameError>>,
+        w: &mut W,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
         let mut heartbeat: Option<tokio::time::Interval> = None;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
         let mut recheck = tokio::time::interval(RECEIVE_RECHECK);
@@ -363,8 +368,25 @@ impl Conn<'_> {
                     self.housekeeping().await?
                 }
                 _ = tick(&mut heartbeat) => self.send(0, None, &[])?,
+                _ = shutdown.changed() => return self.close_for_shutdown(w).await,
             }
         }
+    }
+
+    /// Lets staged writes become durable and be confirmed, then closes the connection
+    /// with `amqp:connection:forced`.
+    async fn close_for_shutdown<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> Result<()> {
+        while let Some(done) = self.pending.next().await {
+            self.complete(done);
+        }
+        let e = crate::errors::error(
+            fe2o3_amqp_types::definitions::ErrorCondition::ConnectionError(fe2o3_amqp_types::definitions::ConnectionError::ConnectionForced),
+            "The server is shutting down.",
+        );
+        self.send(0, Some(Performative::Close(Close { error: Some(e) })), &[])?;
+        w.write_all(&self.out).await?;
+        self.out.clear();
+        Ok(())
     }
 
     /// Appends a frame to the output.
