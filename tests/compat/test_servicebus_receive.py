@@ -257,3 +257,20 @@ def test_deferred_messages_are_received_by_sequence_number(sb, client):
         with pytest.raises(MessageNotFoundError):
             r.receive_deferred_messages([first.sequence_number])
     assert active_count(sb, "work") == 0
+
+
+def test_prefetch_receives_everything_in_order(sb, client):
+    drain(client, "work")
+    send(client, "work", *[ServiceBusMessage(f"m{i:02d}") for i in range(30)])
+    with client.get_queue_receiver("work", prefetch_count=20) as r:
+        got = []
+        while len(got) < 30:
+            # Ask for no more than is left: with prefetch the SDK waits out max_wait_time
+            # for a batch it cannot fill.
+            batch = r.receive_messages(max_message_count=min(7, 30 - len(got)), max_wait_time=WAIT_S)
+            assert batch, f"stopped after {len(got)} messages"
+            for m in batch:
+                r.complete_message(m)
+            got += [str(m) for m in batch]
+        assert got == [f"m{i:02d}" for i in range(30)]
+    assert active_count(sb, "work") == 0
