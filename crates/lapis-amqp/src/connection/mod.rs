@@ -120,6 +120,7 @@ pub(crate) struct Partial {
 }
 
 /// A peek-locked delivery awaiting the client's disposition.
+#[derive(Clone)]
 pub(crate) struct Unsettled {
     pub handle: u32,
     pub entity: String,
@@ -333,7 +334,8 @@ impl Conn<'_> {
                 Some(done) = self.pending.next(), if !self.pending.is_empty() => self.complete(done),
                 frame = frames.recv(), if self.pending.len() < MAX_PENDING => {
                     let mut next = frame;
-                    for _ in 0..FRAMES_PER_TURN {
+                    let mut handled = 0;
+                    loop {
                         let Some(frame) = next else { return Ok(()) };
                         let AmqpFrame { channel, performative, payload } = frame?;
                         if let Some(performative) = performative {
@@ -345,14 +347,16 @@ impl Conn<'_> {
                                 return Ok(());
                             }
                         }
-                        if self.pending.len() >= MAX_PENDING {
+                        handled += 1;
+                        // Only take another frame when it will be handled in this turn.
+                        if handled >= FRAMES_PER_TURN || self.pending.len() >= MAX_PENDING {
                             break;
                         }
-                        match frames.try_recv() {
-                            Ok(f) => next = Some(f),
+                        next = match frames.try_recv() {
+                            Ok(f) => Some(f),
                             Err(mpsc::error::TryRecvError::Empty) => break,
-                            Err(mpsc::error::TryRecvError::Disconnected) => next = None,
-                        }
+                            Err(mpsc::error::TryRecvError::Disconnected) => None,
+                        };
                     }
                 }
                 changed = self.activity.changed(), if waiting => {

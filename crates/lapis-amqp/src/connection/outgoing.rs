@@ -179,11 +179,23 @@ impl Conn<'_> {
         let mut id = d.first;
         loop {
             let session = self.session(channel)?;
-            if let Some(u) = session.unsettled.remove(&id) {
-                if let Some(link) = session.links.get_mut(&u.handle) {
-                    link.unsettled = link.unsettled.saturating_sub(1);
+            // A settlement inside a transaction leaves the delivery open: a rollback
+            // gives it back to the client, which may settle it again.
+            let transactional = matches!(d.state, Some(DeliveryState::TransactionalState(_)));
+            let entry = if transactional { session.unsettled.get(&id).map(Unsettled::clone) } else { session.unsettled.remove(&id) };
+            match entry {
+                Some(u) => {
+                    if !transactional {
+                        if let Some(link) = session.links.get_mut(&u.handle) {
+                            link.unsettled = link.unsettled.saturating_sub(1);
+                        }
+                    }
+                    self.settle_one(channel, id, !d.settled, u, d.state.as_ref())?;
                 }
-                self.settle_one(channel, id, !d.settled, u, d.state.as_ref())?;
+                // Settled already, or never sent: the lock it names is gone. (Only for a
+                // single delivery: a range may span ids no delivery took.)
+                None if d.first == last => self.reply_now(channel, id, !d.settled, DeliveryState::Rejected(Rejected { error: Some(broker_error(&BrokerError::MessageLockLost)) }))?,
+                None => {}
             }
             if id == last {
                 break;
