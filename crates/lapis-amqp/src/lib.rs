@@ -11,6 +11,7 @@ pub mod frame;
 pub mod management;
 pub mod message;
 pub mod rules;
+pub mod sasl;
 pub mod tls;
 
 use std::sync::Arc;

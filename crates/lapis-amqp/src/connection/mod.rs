@@ -12,27 +12,21 @@
 mod attach;
 mod incoming;
 mod outgoing;
+mod state;
 mod txn;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use fe2o3_amqp::frames::sasl;
-use fe2o3_amqp_types::definitions::{Error, Handle, Role};
-use fe2o3_amqp_types::messaging::DeliveryState;
+use fe2o3_amqp_types::definitions::{Error, Handle};
 use fe2o3_amqp_types::performatives::{Begin, Close, Detach, Disposition, End, Open, Performative};
-use fe2o3_amqp_types::primitives::Symbol;
-use fe2o3_amqp_types::sasl::{SaslCode, SaslMechanisms, SaslOutcome};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use lapis_core::broker::{ReceiveMode, SubQueue, TransactionId};
 use lapis_core::Clock;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
 use crate::cbs::Grants;
-use crate::frame::{self, AmqpFrame, FrameError, AMQP_HEADER, SASL_HEADER};
+use crate::frame::{self, AmqpFrame, FrameError};
 use crate::AmqpService;
 
 /// Largest frame Lapis accepts and announces.
@@ -67,175 +61,7 @@ pub enum ConnectionError {
 
 pub(crate) type Result<T> = std::result::Result<T, ConnectionError>;
 
-/// A session a receiver link holds.
-#[derive(Debug, Clone)]
-pub(crate) struct HeldSession {
-    pub id: String,
-    pub token: uuid::Uuid,
-}
-
-pub(crate) enum LinkKind {
-    /// The client sends put-token requests to `$cbs`.
-    CbsRequests,
-    /// Lapis sends CBS answers to the client.
-    CbsAnswers,
-    /// The client sends messages to an entity.
-    EntityIn { entity: String },
-    /// The client receives messages from an entity's sub-queue (or one session of it).
-    EntityOut { entity: String, sub: SubQueue, mode: ReceiveMode, session: Option<HeldSession> },
-    /// The client sends `$management` requests about an entity.
-    ManagementRequests { entity: String },
-    /// Lapis sends `$management` answers.
-    ManagementAnswers { entity: String },
-    /// The transaction coordinator: declare and discharge.
-    Coordinator,
-}
-
-pub(crate) struct Link {
-    pub name: String,
-    /// The client's own terminus address (where answers are addressed with reply-to).
-    pub client_address: Option<String>,
-    pub kind: LinkKind,
-    /// The entity path whose CBS grant authorizes this link, if it needs one.
-    pub authorized_by: Option<String>,
-    /// Credit left for the peer's transfers (client senders).
-    pub credit: u32,
-    pub delivery_count: u32,
-    /// Credit the peer gave Lapis (client receivers).
-    pub peer_credit: u32,
-    /// A delivery arriving in several frames: id, settled, format, transaction, bytes.
-    pub partial: Option<Partial>,
-    /// Answers waiting for credit.
-    pub queued: Vec<Vec<u8>>,
-    /// Deliveries sent on this link and not yet settled by the client.
-    pub unsettled: usize,
-}
-
-pub(crate) struct Partial {
-    pub delivery_id: u32,
-    pub settled: bool,
-    pub format: u32,
-    pub txn: Option<Vec<u8>>,
-    pub bytes: Vec<u8>,
-}
-
-/// A peek-locked delivery awaiting the client's disposition.
-#[derive(Clone)]
-pub(crate) struct Unsettled {
-    pub handle: u32,
-    pub entity: String,
-    pub sub: SubQueue,
-    pub token: uuid::Uuid,
-}
-
-pub(crate) struct Session {
-    pub next_incoming_id: u32,
-    pub next_outgoing_id: u32,
-    pub links: HashMap<u32, Link>,
-    pub unsettled: HashMap<u32, Unsettled>,
-    /// Handles Lapis has detached (or refused) and whose detach the peer has not
-    /// answered yet: its detach is the answer, and gets none.
-    pub detaching: std::collections::HashSet<u32>,
-}
-
-/// What to answer a transfer with: now, or once it is durable (a [`Completion`]).
-pub(crate) enum Answer {
-    Now(DeliveryState),
-    Later,
-}
-
-/// A disposition to send once a staged change is durable.
-pub(crate) struct Completion {
-    pub channel: u16,
-    pub role: Role,
-    pub delivery_id: u32,
-    pub state: DeliveryState,
-    /// Whether the client waits for it (it did not settle on its side).
-    pub reply: bool,
-}
-
-pub(crate) type PendingFuture = Pin<Box<dyn Future<Output = Completion> + Send>>;
-
-/// A session receiver's attach waiting for a session to become free.
-pub(crate) struct WaitingAttach {
-    pub channel: u16,
-    pub attach: fe2o3_amqp_types::performatives::Attach,
-    pub entity: String,
-    pub deadline: tokio::time::Instant,
-}
-
-pub(crate) struct Conn<'a> {
-    pub service: &'a AmqpService,
-    /// Encoded frames not yet written.
-    pub out: Vec<u8>,
-    pub sessions: HashMap<u16, Session>,
-    pub grants: Grants,
-    pub peer_max_frame: u32,
-    pub next_tag: u64,
-    pub pending: FuturesUnordered<PendingFuture>,
-    /// Transactions this connection declared and has not discharged.
-    pub transactions: Vec<TransactionId>,
-    pub waiting: Vec<WaitingAttach>,
-    pub activity: watch::Receiver<u64>,
-    /// Whether the peer has sent its open.
-    pub opened: bool,
-}
-
-/// How a peer authenticated in SASL.
-enum SaslIdentity {
-    /// ANONYMOUS or MSSBCBS: authorization comes later, through CBS tokens.
-    Anonymous,
-    /// PLAIN with a configured key name and its key: the connection may use every
-    /// entity, as with a namespace-wide token.
-    KeyHolder,
-}
-
-/// The outcome of SASL PLAIN: `authzid\0authcid\0password`, where the name is a
-/// configured shared access key name and the password its key.
-fn plain_identity(response: Option<&[u8]>, keys: &lapis_core::auth::sas_token::SasKeys) -> bool {
-    let Some(response) = response else { return false };
-    let mut parts = response.split(|b| *b == 0);
-    let (_authz, Some(name), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return false };
-    let (Ok(name), Ok(password)) = (std::str::from_utf8(name), std::str::from_utf8(password)) else { return false };
-    keys.get(name).is_some_and(|key| crate::cbs::constant_time_eq(key.as_bytes(), password.as_bytes()))
-}
-
-/// Negotiates SASL and the AMQP header. Returns `None` if the peer spoke something
-/// else or failed SASL PLAIN.
-async fn negotiate<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &mut W, service: &AmqpService) -> Result<Option<SaslIdentity>> {
-    let mut header = frame::read_header(r).await?;
-    let mut identity = SaslIdentity::Anonymous;
-    if header == SASL_HEADER {
-        w.write_all(&SASL_HEADER).await?;
-        let mechanisms = ["MSSBCBS", "ANONYMOUS", "PLAIN"].map(Symbol::from).to_vec();
-        frame::write_sasl(w, &sasl::Frame::Mechanisms(SaslMechanisms { sasl_server_mechanisms: mechanisms.into() })).await?;
-        let init = match frame::read_sasl(r).await? {
-            sasl::Frame::Init(init) => init,
-            other => return Err(ConnectionError::Protocol(format!("expected sasl-init, got {other:?}"))),
-        };
-        let code = match init.mechanism.as_str() {
-            "PLAIN" if plain_identity(init.initial_response.as_deref().map(|v| &v[..]), &service.sas_keys) => {
-                identity = SaslIdentity::KeyHolder;
-                SaslCode::Ok
-            }
-            "PLAIN" => SaslCode::Auth,
-            "ANONYMOUS" | "MSSBCBS" => SaslCode::Ok,
-            _ => SaslCode::Auth,
-        };
-        frame::write_sasl(w, &sasl::Frame::Outcome(SaslOutcome { code: code.clone(), additional_data: None })).await?;
-        if code != SaslCode::Ok {
-            return Ok(None);
-        }
-        header = frame::read_header(r).await?;
-    }
-    if header != AMQP_HEADER {
-        // Answer with the header we speak, as the specification asks, then hang up.
-        w.write_all(&SASL_HEADER).await?;
-        return Ok(None);
-    }
-    w.write_all(&AMQP_HEADER).await?;
-    Ok(Some(identity))
-}
+pub(crate) use state::*;
 
 /// Aborts the reader task when the connection ends, so a silent peer cannot keep its
 /// half of the socket alive.
@@ -264,7 +90,7 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(mut r: R) -> (mpsc::Recei
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, service: &AmqpService, shutdown: watch::Receiver<bool>) -> Result<()> {
     let (read_half, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(read_half);
-    let identity = match tokio::time::timeout(HANDSHAKE_TIMEOUT, negotiate(&mut r, &mut w, service)).await {
+    let identity = match tokio::time::timeout(HANDSHAKE_TIMEOUT, crate::sasl::negotiate(&mut r, &mut w, service)).await {
         Ok(Ok(Some(identity))) => identity,
         Ok(Ok(None)) => return Ok(()),
         Ok(Err(e)) => return Err(e),
@@ -284,7 +110,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, 
         activity: service.broker.activity(),
         opened: false,
     };
-    if let SaslIdentity::KeyHolder = identity {
+    if let crate::sasl::SaslIdentity::KeyHolder = identity {
         conn.grants.allow_everything();
     }
     let result = conn.serve(&mut frames, &mut w, shutdown).await;
@@ -448,6 +274,7 @@ impl Conn<'_> {
                     links: HashMap::new(),
                     unsettled: HashMap::new(),
                     detaching: Default::default(),
+                    peer_window_end: begin.incoming_window,
                 };
                 self.sessions.insert(channel, session);
                 let reply = Begin {

@@ -23,21 +23,42 @@ const MAX_UNSETTLED_PER_LINK: usize = 5_000;
 
 impl Conn<'_> {
     pub(super) async fn on_flow(&mut self, channel: u16, flow: Flow) -> Result<()> {
-        let Some(handle) = flow.handle else { return Ok(()) };
         let session = self.session(channel)?;
-        let Some(link) = session.links.get_mut(&handle.0) else { return Ok(()) };
-        let credit = flow.link_credit.unwrap_or(0);
-        // The peer's view: credit counts from its delivery-count.
-        let sent_since = link.delivery_count.wrapping_sub(flow.delivery_count.unwrap_or(link.delivery_count));
-        link.peer_credit = credit.saturating_sub(sent_since);
-        link.delivery_count = flow.delivery_count.unwrap_or(link.delivery_count).wrapping_add(sent_since);
-        let queued = std::mem::take(&mut link.queued);
-        for m in queued {
-            self.send_message(channel, handle.0, m)?;
+        session.peer_window_end = flow.next_incoming_id.unwrap_or(0).wrapping_add(flow.incoming_window);
+        if let Some(handle) = &flow.handle {
+            if let Some(link) = session.links.get_mut(&handle.0) {
+                let credit = flow.link_credit.unwrap_or(0);
+                // The peer's view: credit counts from its delivery-count.
+                let sent_since = link.delivery_count.wrapping_sub(flow.delivery_count.unwrap_or(link.delivery_count));
+                link.peer_credit = credit.saturating_sub(sent_since);
+                link.delivery_count = flow.delivery_count.unwrap_or(link.delivery_count).wrapping_add(sent_since);
+            }
         }
-        self.pump(channel, handle.0).await?;
-        if flow.drain {
-            self.drain(channel, handle.0)?;
+        self.flush_queued(channel)?;
+        match flow.handle {
+            Some(handle) => {
+                self.pump(channel, handle.0).await?;
+                if flow.drain {
+                    self.drain(channel, handle.0)?;
+                }
+                Ok(())
+            }
+            // A session-level flow may open the window for every waiting receiver.
+            None => self.pump_all().await,
+        }
+    }
+
+    /// Sends answers that waited for credit or window, as far as both now allow.
+    fn flush_queued(&mut self, channel: u16) -> Result<()> {
+        let handles: Vec<u32> = self.session(channel)?.links.iter().filter(|(_, l)| !l.queued.is_empty()).map(|(h, _)| *h).collect();
+        for handle in handles {
+            let queued = match self.session(channel)?.links.get_mut(&handle) {
+                Some(link) => std::mem::take(&mut link.queued),
+                None => continue,
+            };
+            for m in queued {
+                self.send_message(channel, handle, m)?;
+            }
         }
         Ok(())
     }
@@ -68,7 +89,8 @@ impl Conn<'_> {
             let LinkKind::EntityOut { entity, sub, mode, session: held } = &link.kind else { return Ok(()) };
             let (entity, sub, mode, held) = (entity.clone(), *sub, *mode, held.clone());
             let room = MAX_UNSETTLED_PER_LINK.saturating_sub(link.unsettled);
-            let want = (link.peer_credit as usize).min(MAX_BATCH).min(room);
+            let window = session.window_left() as usize;
+            let want = (link.peer_credit as usize).min(MAX_BATCH).min(room).min(window);
             if want == 0 {
                 return Ok(());
             }
@@ -98,6 +120,14 @@ impl Conn<'_> {
                 };
                 let token = d.lock_token.unwrap_or_else(uuid::Uuid::new_v4);
                 let settled = mode == ReceiveMode::ReceiveAndDelete;
+                if self.frames_for(bytes.len()) > self.session(channel)?.window_left() {
+                    // No room in the peer's window for all of its frames: give a locked
+                    // message back; it goes out when the window opens.
+                    if let Some(token) = d.lock_token {
+                        let _ = self.service.broker.stage_settle(&entity, sub, token, lapis_core::broker::Settlement::Release);
+                        continue;
+                    }
+                }
                 let delivery_id = self.transfer(channel, handle, crate::delivery::lock_token_tag(token), settled, &bytes)?;
                 if !settled {
                     let session = self.session(channel)?;
@@ -133,10 +163,20 @@ impl Conn<'_> {
         self.send(channel, Some(Performative::Flow(flow)), &[])
     }
 
+    /// Payload bytes per transfer frame, within the peer's max frame size.
+    fn chunk_size(&self) -> usize {
+        (self.peer_max_frame as usize).saturating_sub(512).max(256)
+    }
+
+    /// Transfer frames a message of `len` bytes takes.
+    fn frames_for(&self, len: usize) -> u32 {
+        len.div_ceil(self.chunk_size()).max(1) as u32
+    }
+
     /// Sends one message, split into frames that fit the peer's max frame size.
     /// Returns its delivery id.
     fn transfer(&mut self, channel: u16, handle: u32, tag: Vec<u8>, settled: bool, bytes: &[u8]) -> Result<u32> {
-        let chunk = (self.peer_max_frame as usize).saturating_sub(512).max(256);
+        let chunk = self.chunk_size();
         let session = self.session(channel)?;
         let delivery_id = session.next_outgoing_id;
         let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![bytes] } else { bytes.chunks(chunk).collect() };
@@ -182,7 +222,7 @@ impl Conn<'_> {
             // A settlement inside a transaction leaves the delivery open: a rollback
             // gives it back to the client, which may settle it again.
             let transactional = matches!(d.state, Some(DeliveryState::TransactionalState(_)));
-            let entry = if transactional { session.unsettled.get(&id).map(Unsettled::clone) } else { session.unsettled.remove(&id) };
+            let entry = if transactional { session.unsettled.get(&id).cloned() } else { session.unsettled.remove(&id) };
             match entry {
                 Some(u) => {
                     if !transactional {
@@ -251,8 +291,10 @@ impl Conn<'_> {
     pub(super) fn send_message(&mut self, channel: u16, handle: u32, encoded: Vec<u8>) -> Result<()> {
         self.next_tag += 1;
         let tag = self.next_tag.to_be_bytes().to_vec();
-        let link = self.session(channel)?.links.get_mut(&handle).ok_or_else(|| ConnectionError::Protocol("no such link".into()))?;
-        if link.peer_credit == 0 {
+        let session = self.session(channel)?;
+        let window = session.window_left();
+        let link = session.links.get_mut(&handle).ok_or_else(|| ConnectionError::Protocol("no such link".into()))?;
+        if link.peer_credit == 0 || window == 0 || !link.queued.is_empty() {
             if link.queued.len() >= MAX_BATCH * 32 {
                 return Err(ConnectionError::Protocol("the peer grants no credit for answers".into()));
             }

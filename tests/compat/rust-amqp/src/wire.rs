@@ -78,6 +78,8 @@ pub struct Wire {
     /// While set, frames are written to the socket only by [`Wire::flush`] (so many
     /// frames reach the server at once).
     pub batching: bool,
+    /// The session incoming window announced in begin and flow frames.
+    pub incoming_window: u32,
 }
 
 impl Drop for Wire {
@@ -174,7 +176,7 @@ impl Wire {
         s.read_exact(&mut header).await.expect("amqp header");
         assert_eq!(&header, b"AMQP\x00\x01\x00\x00", "server's AMQP protocol header");
         let io = Transport::bind(s, max_frame as usize, None);
-        let mut wire = Wire { io, backlog: VecDeque::new(), trace: Vec::new(), sessions: HashMap::new(), remote_max_frame: 512, closed: false, send_chunk: None, batching: false };
+        let mut wire = Wire { io, backlog: VecDeque::new(), trace: Vec::new(), sessions: HashMap::new(), remote_max_frame: 512, closed: false, send_chunk: None, batching: false, incoming_window: WINDOW };
         let open = Open {
             container_id: format!("rust-amqp-{}", uuid::Uuid::new_v4().simple()),
             hostname: Some("localhost".into()),
@@ -299,7 +301,7 @@ impl Wire {
         let begin = Begin {
             remote_channel: None,
             next_outgoing_id: 0,
-            incoming_window: WINDOW,
+            incoming_window: self.incoming_window,
             outgoing_window: WINDOW,
             handle_max: Handle(u32::MAX),
             offered_capabilities: None,
@@ -390,11 +392,12 @@ impl Wire {
 
     /// Sends a link flow granting `credit` from the receiver's current delivery-count.
     pub async fn flow(&mut self, channel: u16, handle: u32, credit: u32, drain: bool) {
+        let incoming_window = self.incoming_window;
         let s = self.sessions.entry(channel).or_default();
         let delivery_count = *s.delivery_counts.get(&handle).unwrap_or(&0);
         let flow = Flow {
             next_incoming_id: Some(s.next_incoming_id),
-            incoming_window: WINDOW,
+            incoming_window,
             next_outgoing_id: s.next_outgoing_id,
             outgoing_window: WINDOW,
             handle: Some(Handle(handle)),

@@ -121,3 +121,25 @@ async fn an_fe2o3_receiver_with_manual_credit_gets_what_it_asked_for() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_window_bounds_transfers_whatever_the_credit() {
+    let server = Server::start(&config(&[("q1", json!({ "LockDuration": "PT1M" }))]));
+    bounded(90, "session window", async {
+        fill(&server, "q1", 6).await;
+        let mut w = Wire::connect(server.amqp_port, 65_536).await;
+        // Each flow says: three more transfer frames from the next one on.
+        w.incoming_window = 3;
+        w.begin(0).await;
+        let (code, description) = w.put_token(0, "q1", &sas::token_valid_for(&sas::audience("q1"), 3600)).await;
+        assert_eq!(code, 202, "put-token: {description}");
+        w.attach_receiver(0, 1, "q1", SenderSettleMode::Unsettled, ReceiverSettleMode::Second).await;
+        w.flow(0, 1, 10, false).await;
+        assert_eq!(exactly(&mut w, 3, "credit 10 in a window of 3").await, ["m0", "m1", "m2"]);
+        // Moving the window on (a flow with the new next-incoming-id) lets the rest come.
+        w.incoming_window = 100;
+        w.flow(0, 1, 7, false).await;
+        assert_eq!(exactly(&mut w, 3, "an open window").await, ["m3", "m4", "m5"]);
+    })
+    .await;
+}

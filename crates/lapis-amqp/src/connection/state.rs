@@ -1,0 +1,146 @@
+//! What a connection keeps about its sessions and links: the kinds of link Lapis
+//! serves, their credit and unsettled deliveries, the peer's session window, and the
+//! dispositions waiting for a staged change to become durable.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use fe2o3_amqp_types::definitions::Role;
+use fe2o3_amqp_types::messaging::DeliveryState;
+use futures_util::stream::FuturesUnordered;
+use lapis_core::broker::{ReceiveMode, SubQueue, TransactionId};
+use tokio::sync::watch;
+
+use crate::cbs::Grants;
+use crate::AmqpService;
+
+/// A session a receiver link holds.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldSession {
+    pub id: String,
+    pub token: uuid::Uuid,
+}
+
+pub(crate) enum LinkKind {
+    /// The client sends put-token requests to `$cbs`.
+    CbsRequests,
+    /// Lapis sends CBS answers to the client.
+    CbsAnswers,
+    /// The client sends messages to an entity.
+    EntityIn { entity: String },
+    /// The client receives messages from an entity's sub-queue (or one session of it).
+    EntityOut { entity: String, sub: SubQueue, mode: ReceiveMode, session: Option<HeldSession> },
+    /// The client sends `$management` requests about an entity.
+    ManagementRequests { entity: String },
+    /// Lapis sends `$management` answers.
+    ManagementAnswers { entity: String },
+    /// The transaction coordinator: declare and discharge.
+    Coordinator,
+}
+
+pub(crate) struct Link {
+    pub name: String,
+    /// The client's own terminus address (where answers are addressed with reply-to).
+    pub client_address: Option<String>,
+    pub kind: LinkKind,
+    /// The entity path whose CBS grant authorizes this link, if it needs one.
+    pub authorized_by: Option<String>,
+    /// Credit left for the peer's transfers (client senders).
+    pub credit: u32,
+    pub delivery_count: u32,
+    /// Credit the peer gave Lapis (client receivers).
+    pub peer_credit: u32,
+    /// A delivery arriving in several frames: id, settled, format, transaction, bytes.
+    pub partial: Option<Partial>,
+    /// Answers waiting for credit.
+    pub queued: Vec<Vec<u8>>,
+    /// Deliveries sent on this link and not yet settled by the client.
+    pub unsettled: usize,
+}
+
+pub(crate) struct Partial {
+    pub delivery_id: u32,
+    pub settled: bool,
+    pub format: u32,
+    pub txn: Option<Vec<u8>>,
+    pub bytes: Vec<u8>,
+}
+
+/// A peek-locked delivery awaiting the client's disposition.
+#[derive(Clone)]
+pub(crate) struct Unsettled {
+    pub handle: u32,
+    pub entity: String,
+    pub sub: SubQueue,
+    pub token: uuid::Uuid,
+}
+
+pub(crate) struct Session {
+    pub next_incoming_id: u32,
+    pub next_outgoing_id: u32,
+    pub links: HashMap<u32, Link>,
+    pub unsettled: HashMap<u32, Unsettled>,
+    /// Handles Lapis has detached (or refused) and whose detach the peer has not
+    /// answered yet: its detach is the answer, and gets none.
+    pub detaching: std::collections::HashSet<u32>,
+    /// The first transfer id beyond the peer's incoming window: Lapis sends no
+    /// transfer frame at or past it until the peer's flow moves it on.
+    pub peer_window_end: u32,
+}
+
+impl Session {
+    /// Transfer frames the peer's incoming window still has room for.
+    pub fn window_left(&self) -> u32 {
+        let left = self.peer_window_end.wrapping_sub(self.next_outgoing_id);
+        // Past the end (a wrapped, "negative" difference) means no room.
+        if left > u32::MAX / 2 {
+            0
+        } else {
+            left
+        }
+    }
+}
+
+/// What to answer a transfer with: now, or once it is durable (a [`Completion`]).
+pub(crate) enum Answer {
+    Now(DeliveryState),
+    Later,
+}
+
+/// A disposition to send once a staged change is durable.
+pub(crate) struct Completion {
+    pub channel: u16,
+    pub role: Role,
+    pub delivery_id: u32,
+    pub state: DeliveryState,
+    /// Whether the client waits for it (it did not settle on its side).
+    pub reply: bool,
+}
+
+pub(crate) type PendingFuture = Pin<Box<dyn Future<Output = Completion> + Send>>;
+
+/// A session receiver's attach waiting for a session to become free.
+pub(crate) struct WaitingAttach {
+    pub channel: u16,
+    pub attach: fe2o3_amqp_types::performatives::Attach,
+    pub entity: String,
+    pub deadline: tokio::time::Instant,
+}
+
+pub(crate) struct Conn<'a> {
+    pub service: &'a AmqpService,
+    /// Encoded frames not yet written.
+    pub out: Vec<u8>,
+    pub sessions: HashMap<u16, Session>,
+    pub grants: Grants,
+    pub peer_max_frame: u32,
+    pub next_tag: u64,
+    pub pending: FuturesUnordered<PendingFuture>,
+    /// Transactions this connection declared and has not discharged.
+    pub transactions: Vec<TransactionId>,
+    pub waiting: Vec<WaitingAttach>,
+    pub activity: watch::Receiver<u64>,
+    /// Whether the peer has sent its open.
+    pub opened: bool,
+}
