@@ -193,3 +193,22 @@ fn the_cli_manages_topics_subscriptions_and_rules() {
     assert!(!gone && err.contains("404"), "deleting a topic deletes its subscriptions: {err}");
     terminate(server);
 }
+
+#[test]
+fn the_cli_sets_up_forwarding_and_refuses_a_missing_destination() {
+    let (server, _, http) = start(&["--in-memory"]);
+    let (ok, _, err) = sb(http, &["queue", "create", "intake", "--forward-to", "nowhere"]);
+    assert!(!ok && err.contains("400") && err.contains("nowhere"), "{err}");
+    let (ok, _, err) = sb(http, &["queue", "create", "orders"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = sb(http, &["queue", "create", "intake", "--forward-to", "orders", "--forward-dead-lettered-to", "orders"]);
+    assert!(ok, "{err}");
+    let p = &json(&out)["Properties"];
+    assert_eq!((p["ForwardTo"].as_str(), p["ForwardDeadLetteredMessagesTo"].as_str()), (Some("orders"), Some("orders")));
+    let (ok, _, err) = sb(http, &["queue", "update", "orders", "--forward-to", "orders"]);
+    assert!(!ok && err.contains("400"), "forwarding to itself: {err}");
+    let (ok, out, err) = sb(http, &["queue", "update", "intake", "--forward-to", ""]);
+    assert!(ok, "{err}");
+    assert!(json(&out)["Properties"].get("ForwardTo").is_none_or(|v| v.is_null()), "an empty name turns forwarding off: {out}");
+    terminate(server);
+}
