@@ -54,14 +54,37 @@ SECONDS=0
 setup_run_dir
 RAW="$OUT_DIR/servicebus-last.jsonl"
 : > "$RAW"
-bench_cleanup() { [ -z "$RMQ_EPMD_PID" ] || rabbitmq_stop; }
+SBLOAD_PIDFILE="$TMP_ROOT/sbload.pid"
+bench_cleanup() {
+  # A load generator still running (the run was interrupted) goes too.
+  local pid
+  pid=$(cat "$SBLOAD_PIDFILE" 2>/dev/null || true)
+  if [ -n "$pid" ]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    sleep 0.2  # its caller empties the pid file when it returns: let it, before the rm
+  fi
+  [ -z "$RMQ_EPMD_PID" ] || rabbitmq_stop
+}
+
+# run_sbload ARGS...: sbload in the background with its pid in SBLOAD_PIDFILE, so that
+# cleanup can stop it; prints its JSON line.
+run_sbload() {
+  local pid rc=0
+  "$SBLOAD" "$@" 2>/dev/null &
+  pid=$!
+  echo "$pid" > "$SBLOAD_PIDFILE"
+  wait "$pid" || rc=$?
+  : > "$SBLOAD_PIDFILE"
+  return $rc
+}
 declare -A R  # R[figure.side] = value
 
 # sb_load WHO FLAVOR PORT QUEUE SENDERS RECEIVERS -> JSON line (also appended to $RAW)
 sb_load() {
   local who=$1 flavor=$2 port=$3 queue=$4 s=$5 r=$6 j
-  j=$("$SBLOAD" --mode load --flavor "$flavor" --port "$port" --queue "$queue" --senders "$s" \
-      --receivers "$r" --prefetch "$PREFETCH" --duration "$DURATION" --warmup "$WARMUP" --size "$SIZE" 2>/dev/null) || true
+  j=$(run_sbload --mode load --flavor "$flavor" --port "$port" --queue "$queue" --senders "$s" \
+      --receivers "$r" --prefetch "$PREFETCH" --duration "$DURATION" --warmup "$WARMUP" --size "$SIZE") || true
   [ -n "$j" ] || j='{"error":"sbload printed nothing"}'
   printf '{"server":"%s","load":"%s",%s\n' "$who" "$queue" "${j#\{}" >> "$RAW"
   printf '%s' "$j"
@@ -69,8 +92,8 @@ sb_load() {
 
 sb_fill() {
   local who=$1 flavor=$2 port=$3 queue=$4 j
-  j=$("$SBLOAD" --mode fill --flavor "$flavor" --port "$port" --queue "$queue" --senders "$FILL_SENDERS" \
-      --count "$FILL_COUNT" --timeout "$FILL_TIMEOUT" --size "$SIZE" 2>/dev/null) || true
+  j=$(run_sbload --mode fill --flavor "$flavor" --port "$port" --queue "$queue" --senders "$FILL_SENDERS" \
+      --count "$FILL_COUNT" --timeout "$FILL_TIMEOUT" --size "$SIZE") || true
   [ -n "$j" ] || j='{"error":"sbload printed nothing"}'
   printf '{"server":"%s","load":"fill",%s\n' "$who" "${j#\{}" >> "$RAW"
   printf '%s' "$j"
