@@ -145,7 +145,8 @@ impl Conn<'_> {
         let sessionful = sub == SubQueue::Main && config.requires_session;
         match (request, sessionful) {
             (SessionRequest::None, false) => {
-                let kind = LinkKind::EntityOut { entity, sub, mode, session: None };
+                let waker = self.service.broker.waker(&entity);
+                let kind = LinkKind::EntityOut { entity, sub, mode, session: None, waker };
                 self.accept_link(channel, attach, kind, authorized_by, None)
             }
             (SessionRequest::None, true) => {
@@ -186,7 +187,8 @@ impl Conn<'_> {
         let extra = (Symbol::from(LOCKED_UNTIL), Value::Long(dotnet_ticks(lock.locked_until)));
         let authorized_by = Some(entity.clone());
         let held = HeldSession { id: lock.session_id, token: lock.token };
-        let kind = LinkKind::EntityOut { entity, sub: SubQueue::Main, mode, session: Some(held) };
+        let waker = self.service.broker.waker(&entity);
+        let kind = LinkKind::EntityOut { entity, sub: SubQueue::Main, mode, session: Some(held), waker };
         self.accept_link(channel, attach, kind, authorized_by, Some(extra))
     }
 

@@ -107,7 +107,6 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, 
         pending: FuturesUnordered::new(),
         transactions: Vec::new(),
         waiting: Vec::new(),
-        activity: service.broker.activity(),
         opened: false,
     };
     if let crate::sasl::SaslIdentity::KeyHolder = identity {
@@ -155,7 +154,8 @@ impl Conn<'_> {
                 w.write_all(&self.out).await?;
                 self.out.clear();
             }
-            let waiting = self.has_waiting_receivers() || !self.waiting.is_empty();
+            let wakers = self.wakers();
+            let waiting = !wakers.is_empty();
             tokio::select! {
                 Some(done) = self.pending.next(), if !self.pending.is_empty() => self.complete(done),
                 frame = frames.recv(), if self.pending.len() < MAX_PENDING => {
@@ -185,11 +185,7 @@ impl Conn<'_> {
                         };
                     }
                 }
-                changed = self.activity.changed(), if waiting => {
-                    if changed.is_ok() {
-                        self.pump_all().await?;
-                    }
-                }
+                _ = woken(&wakers), if waiting => self.pump_all().await?,
                 _ = recheck.tick(), if waiting => self.pump_all().await?,
                 _ = housekeeping.tick() => {
                     if !self.opened && tokio::time::Instant::now() > open_by {
@@ -387,6 +383,14 @@ impl Conn<'_> {
         let detach = Detach { handle: Handle(handle), closed: true, error: Some(e) };
         self.send(channel, Some(Performative::Detach(detach)), &[])
     }
+}
+
+/// Resolves when any of `wakers` is notified.
+async fn woken(wakers: &[std::sync::Arc<tokio::sync::Notify>]) {
+    if wakers.is_empty() {
+        return std::future::pending().await;
+    }
+    futures_util::future::select_all(wakers.iter().map(|w| Box::pin(w.notified()))).await;
 }
 
 fn heartbeat_for(idle_time_out: Option<u32>) -> Option<tokio::time::Interval> {

@@ -63,13 +63,29 @@ impl Conn<'_> {
         Ok(())
     }
 
-    pub(super) fn has_waiting_receivers(&self) -> bool {
-        self.sessions.values().any(|s| s.links.values().any(|l| matches!(l.kind, LinkKind::EntityOut { .. }) && l.peer_credit > 0))
+    /// What the connection's waiting receivers wait on: the wakers of the entities
+    /// that links with credit read from, and those session receivers wait for.
+    pub(super) fn wakers(&self) -> Vec<std::sync::Arc<tokio::sync::Notify>> {
+        let mut out: Vec<std::sync::Arc<tokio::sync::Notify>> = Vec::new();
+        // Only links that could send now: credit, room for unsettled deliveries, and
+        // room in the session window (else a wake-up would find nothing to do).
+        let links = self.sessions.values().filter(|s| s.window_left() > 0).flat_map(|s| s.links.values());
+        let ready = links.filter(|l| l.peer_credit > 0 && l.unsettled < MAX_UNSETTLED_PER_LINK);
+        let with_credit = ready.filter_map(|l| match &l.kind {
+            LinkKind::EntityOut { waker, .. } => Some(waker.clone()),
+            _ => None,
+        });
+        let attaching = self.waiting.iter().map(|w| self.service.broker.waker(&w.entity));
+        for w in with_credit.chain(attaching) {
+            if !out.iter().any(|o| std::sync::Arc::ptr_eq(o, &w)) {
+                out.push(w);
+            }
+        }
+        out
     }
 
     /// Gives every waiting receiver what the broker has for it now.
     pub(super) async fn pump_all(&mut self) -> Result<()> {
-        self.activity.borrow_and_update();
         let waiting: Vec<(u16, u32)> = self
             .sessions
             .iter()
@@ -86,12 +102,17 @@ impl Conn<'_> {
         loop {
             let session = self.session(channel)?;
             let Some(link) = session.links.get(&handle) else { return Ok(()) };
-            let LinkKind::EntityOut { entity, sub, mode, session: held } = &link.kind else { return Ok(()) };
+            let LinkKind::EntityOut { entity, sub, mode, session: held, .. } = &link.kind else { return Ok(()) };
             let (entity, sub, mode, held) = (entity.clone(), *sub, *mode, held.clone());
             let room = MAX_UNSETTLED_PER_LINK.saturating_sub(link.unsettled);
             let window = session.window_left() as usize;
             let want = (link.peer_credit as usize).min(MAX_BATCH).min(room).min(window);
             if want == 0 {
+                // Out of credit: another receiver may take what is left. (Not when the
+                // window or unsettled room is what stops it: it is still waiting.)
+                if held.is_none() && link.peer_credit == 0 {
+                    self.service.broker.pass_on(&entity, sub);
+                }
                 return Ok(());
             }
             let broker = &self.service.broker;

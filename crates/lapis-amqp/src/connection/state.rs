@@ -10,7 +10,6 @@ use fe2o3_amqp_types::definitions::Role;
 use fe2o3_amqp_types::messaging::DeliveryState;
 use futures_util::stream::FuturesUnordered;
 use lapis_core::broker::{ReceiveMode, SubQueue, TransactionId};
-use tokio::sync::watch;
 
 use crate::cbs::Grants;
 use crate::AmqpService;
@@ -29,8 +28,9 @@ pub(crate) enum LinkKind {
     CbsAnswers,
     /// The client sends messages to an entity.
     EntityIn { entity: String },
-    /// The client receives messages from an entity's sub-queue (or one session of it).
-    EntityOut { entity: String, sub: SubQueue, mode: ReceiveMode, session: Option<HeldSession> },
+    /// The client receives messages from an entity's sub-queue (or one session of it);
+    /// `waker` is what it waits on for new messages.
+    EntityOut { entity: String, sub: SubQueue, mode: ReceiveMode, session: Option<HeldSession>, waker: std::sync::Arc<tokio::sync::Notify> },
     /// The client sends `$management` requests about an entity.
     ManagementRequests { entity: String },
     /// Lapis sends `$management` answers.
@@ -140,7 +140,6 @@ pub(crate) struct Conn<'a> {
     /// Transactions this connection declared and has not discharged.
     pub transactions: Vec<TransactionId>,
     pub waiting: Vec<WaitingAttach>,
-    pub activity: watch::Receiver<u64>,
     /// Whether the peer has sent its open.
     pub opened: bool,
 }

@@ -21,6 +21,7 @@ mod settle;
 mod topics;
 mod transactions;
 mod upkeep;
+mod wakeup;
 
 pub use error::{BrokerError, BrokerResult};
 pub use model::*;

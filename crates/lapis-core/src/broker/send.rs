@@ -46,18 +46,30 @@ impl Broker {
         let mut reach = BTreeMap::new();
         self.reach(entity, &mut reach)?;
         let now = self.clock.now_ms();
-        let (commit, seqs) = {
+        let (commit, seqs, woken) = {
             let mut set = LockSet::lock(&reach);
             let mut ops = Vec::with_capacity(messages.len() * 3);
-            let seqs = self.send_locked(&mut set, entity, messages, now, &mut ops)?;
-            (self.store.commit(&ops)?, seqs)
+            let mut woken = Vec::new();
+            let seqs = self.send_locked(&mut set, entity, messages, now, &mut ops, &mut woken)?;
+            (self.store.commit(&ops)?, seqs, woken)
         };
-        self.notify_activity();
+        for key in woken {
+            self.wake(&key);
+        }
         Ok(Staged::new(commit, seqs))
     }
 
     /// Checks and delivers `messages` sent to `entity`, whose reach `set` holds locked.
-    pub(super) fn send_locked(&self, set: &mut LockSet<'_>, entity: &str, messages: Vec<OutgoingMessage>, now: Millis, ops: &mut Vec<Op>) -> BrokerResult<Vec<Option<i64>>> {
+    /// The keys of the entities that got messages are added to `woken`.
+    pub(super) fn send_locked(
+        &self,
+        set: &mut LockSet<'_>,
+        entity: &str,
+        messages: Vec<OutgoingMessage>,
+        now: Millis,
+        ops: &mut Vec<Op>,
+        woken: &mut Vec<String>,
+    ) -> BrokerResult<Vec<Option<i64>>> {
         let entry = set.index(entity).ok_or_else(|| BrokerError::EntityNotFound(entity.to_string()))?;
         if matches!(set.guards[entry].record.kind, EntityKind::Subscription { .. }) {
             return Err(BrokerError::InvalidOperation(format!("Cannot send to the subscription '{entity}': send to its topic.")));
@@ -79,6 +91,7 @@ impl Broker {
         for (i, _) in touched.iter().enumerate().filter(|(_, t)| **t) {
             ops.push(set.guards[i].next_seq_op());
         }
+        woken.extend(set.keys_of(touched.iter().enumerate().filter(|(_, t)| **t).map(|(i, _)| i)));
         Ok(seqs)
     }
 

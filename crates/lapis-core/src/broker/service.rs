@@ -92,10 +92,8 @@ pub struct Broker {
     pub(super) entities: RwLock<BTreeMap<String, EntityRef>>,
     pub(super) next_entity_id: AtomicU64,
     pub(super) inline_budget: AtomicI64,
-    /// Bumped whenever messages may have become available (sent, abandoned,
-    /// unlocked). A counter rather than a notification, so that a receiver that looks
-    /// away for a moment still sees that something happened meanwhile.
-    activity: tokio::sync::watch::Sender<u64>,
+    /// Per entity, what waiting receivers are woken with (see `wakeup`).
+    pub(super) wakers: super::wakeup::Wakers,
     pub(super) transactions: Transactions,
     pub(super) routing_reader: OnceLock<RoutingReader>,
 }
@@ -109,6 +107,11 @@ pub(super) struct LockSet<'a> {
 }
 
 impl<'a> LockSet<'a> {
+    /// The keys of the entities at `indexes`.
+    pub fn keys_of(&self, indexes: impl Iterator<Item = usize>) -> Vec<String> {
+        indexes.map(|i| self.keys[i].clone()).collect()
+    }
+
     pub fn lock(refs: &'a BTreeMap<String, EntityRef>) -> Self {
         LockSet { keys: refs.keys().cloned().collect(), guards: refs.values().map(|r| r.lock()).collect() }
     }
@@ -141,7 +144,7 @@ impl Broker {
             entities: RwLock::new(entities.collect()),
             next_entity_id: AtomicU64::new(rebuilt.next_entity_id),
             inline_budget: AtomicI64::new(rebuilt.inline_budget_left),
-            activity: tokio::sync::watch::Sender::new(0),
+            wakers: Default::default(),
             transactions: Transactions::default(),
             routing_reader: OnceLock::new(),
         }
@@ -150,17 +153,6 @@ impl Broker {
     /// Installs the reader of routing properties from stored bodies (once).
     pub fn set_routing_reader(&self, reader: RoutingReader) {
         let _ = self.routing_reader.set(reader);
-    }
-
-    /// Changes when messages may have become available somewhere: receivers waiting
-    /// for messages mark what they have seen, look, and wait for the next change (and
-    /// a timer, for lock expiry and schedules).
-    pub fn activity(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.activity.subscribe()
-    }
-
-    pub(super) fn notify_activity(&self) {
-        self.activity.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Waits until a staged change is durable, then forwards the dead letters it made
@@ -312,6 +304,7 @@ impl Broker {
                 release_body(&self.inline_budget, self.keeps_values(), &m.body);
             }
             entities.remove(&key);
+            self.wakers.forget(&key);
             commit
         };
         Ok(commit.durable().await?)

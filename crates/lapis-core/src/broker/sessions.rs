@@ -106,8 +106,9 @@ impl Broker {
     /// locked until their locks lapse, as in Azure.
     pub fn release_session(&self, entity: &str, token: Uuid) -> BrokerResult<()> {
         let e = self.entity(entity)?;
-        let mut e = e.lock();
-        e.session_locks.retain(|_, l| l.token != token);
+        e.lock().session_locks.retain(|_, l| l.token != token);
+        // Receivers waiting for the next free session may take it now.
+        self.wake(&entity.to_ascii_lowercase());
         Ok(())
     }
 

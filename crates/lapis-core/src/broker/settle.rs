@@ -24,12 +24,16 @@ impl Broker {
     pub fn stage_settle(&self, entity: &str, sub: SubQueue, token: Uuid, settlement: Settlement) -> BrokerResult<Staged<()>> {
         let e = self.entity(entity)?;
         let now = self.clock.now_ms();
+        // Anything but a completion or a deferral gives a message back to receivers.
+        let gives_back = !matches!(settlement, Settlement::Complete | Settlement::Defer { .. });
         let (commit, dead_lettered) = {
             let mut e = e.lock();
             let (ops, dead_lettered) = self.settle_locked(&mut e, sub, token, settlement, now)?;
             (self.store.commit(&ops)?, dead_lettered && e.record.config.forward_dead_lettered_to.is_some())
         };
-        self.notify_activity();
+        if gives_back {
+            self.wake(&entity.to_ascii_lowercase());
+        }
         let mut staged = Staged::new(commit, ());
         if dead_lettered {
             staged.forward_dead_letters_of.push(entity.to_string());

@@ -144,6 +144,7 @@ impl Broker {
         }
         let now = self.clock.now_ms();
         let mut forward = Vec::new();
+        let mut woken: Vec<String> = reach.keys().cloned().collect();
         let commit = {
             let mut set = LockSet::lock(&reach);
             let rolled_back = |e: BrokerError| BrokerError::TransactionRolledBack(e.to_string());
@@ -165,7 +166,7 @@ impl Broker {
             for op in ops {
                 match op {
                     Enlisted::Send { entity, messages } => {
-                        self.send_locked(&mut set, &entity, messages, now, &mut store_ops).map_err(rolled_back)?;
+                        self.send_locked(&mut set, &entity, messages, now, &mut store_ops, &mut woken).map_err(rolled_back)?;
                     }
                     Enlisted::Settle { entity, sub, token, settlement } => {
                         let i = set.index(&entity).expect("checked above");
@@ -179,7 +180,11 @@ impl Broker {
             }
             self.store.commit(&store_ops)?
         };
-        self.notify_activity();
+        woken.sort();
+        woken.dedup();
+        for key in woken {
+            self.wake(&key);
+        }
         let mut staged = Staged::new(commit, ());
         staged.forward_dead_letters_of = forward;
         Ok(staged)

@@ -63,11 +63,17 @@ impl Broker {
         let entities: Vec<(String, EntityRef)> = self.entities.read().iter().map(|(k, e)| (k.clone(), e.clone())).collect();
         let mut commits: Vec<Commit> = Vec::new();
         let mut forward = Vec::new();
+        let mut waiting = Vec::new();
         for (key, e) in entities {
             let mut e = e.lock();
             let (ops, _) = self.tidy(&mut e, now);
             if e.record.config.forward_dead_lettered_to.is_some() && e.count_available(SubQueue::DeadLetter) > 0 {
-                forward.push(key);
+                forward.push(key.clone());
+            }
+            // Messages that became available by the clock (schedules, lapsed locks), or
+            // that a receiver left: a wake-up also recovers one that was missed.
+            if e.count_available(SubQueue::Main) + e.count_available(SubQueue::DeadLetter) > 0 || !e.session_locks.is_empty() {
+                waiting.push(key);
             }
             if !ops.is_empty() {
                 commits.push(self.store.commit(&ops)?);
@@ -76,7 +82,9 @@ impl Broker {
         for c in commits {
             c.durable().await?;
         }
-        self.notify_activity();
+        for key in waiting {
+            self.wake(&key);
+        }
         for key in forward {
             self.forward_dead_letters(&key).await?;
         }
@@ -145,7 +153,7 @@ impl Broker {
                 self.store.commit(&ops)?
             };
             commit.durable().await?;
-            self.notify_activity();
+            self.wake(&target.to_ascii_lowercase());
         }
     }
 
