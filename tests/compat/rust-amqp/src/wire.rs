@@ -80,6 +80,8 @@ pub struct Wire {
     pub batching: bool,
     /// The session incoming window announced in begin and flow frames.
     pub incoming_window: u32,
+    /// Empty frames (heartbeats) received.
+    pub heartbeats: usize,
 }
 
 impl Drop for Wire {
@@ -157,10 +159,16 @@ async fn read_sasl<T: DeserializeOwned>(s: &mut TcpStream) -> T {
 impl Wire {
     /// Connects with SASL ANONYMOUS and opens the connection, announcing `max_frame`.
     pub async fn connect(port: u16, max_frame: u32) -> Wire {
-        tokio::time::timeout(FRAME_WAIT, Self::connect_inner(port, max_frame)).await.expect("connect and open within 10 s")
+        Self::connect_idle(port, max_frame, None).await
     }
 
-    async fn connect_inner(port: u16, max_frame: u32) -> Wire {
+    /// [`Wire::connect`], announcing an idle time-out (so the server must send
+    /// heartbeats).
+    pub async fn connect_idle(port: u16, max_frame: u32, idle_time_out: Option<u32>) -> Wire {
+        tokio::time::timeout(FRAME_WAIT, Self::connect_inner(port, max_frame, idle_time_out)).await.expect("connect and open within 10 s")
+    }
+
+    async fn connect_inner(port: u16, max_frame: u32, idle_time_out: Option<u32>) -> Wire {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
         s.set_nodelay(true).unwrap();
         s.write_all(b"AMQP\x03\x01\x00\x00").await.unwrap();
@@ -176,13 +184,13 @@ impl Wire {
         s.read_exact(&mut header).await.expect("amqp header");
         assert_eq!(&header, b"AMQP\x00\x01\x00\x00", "server's AMQP protocol header");
         let io = Transport::bind(s, max_frame as usize, None);
-        let mut wire = Wire { io, backlog: VecDeque::new(), trace: Vec::new(), sessions: HashMap::new(), remote_max_frame: 512, closed: false, send_chunk: None, batching: false, incoming_window: WINDOW };
+        let mut wire = Wire { io, backlog: VecDeque::new(), trace: Vec::new(), sessions: HashMap::new(), remote_max_frame: 512, closed: false, send_chunk: None, batching: false, incoming_window: WINDOW, heartbeats: 0 };
         let open = Open {
             container_id: format!("rust-amqp-{}", uuid::Uuid::new_v4().simple()),
             hostname: Some("localhost".into()),
             max_frame_size: max_frame.into(),
             channel_max: 4095u16.into(),
-            idle_time_out: None,
+            idle_time_out,
             outgoing_locales: None,
             incoming_locales: None,
             offered_capabilities: None,
@@ -218,8 +226,10 @@ impl Wire {
         if self.closed {
             return None;
         }
+        // One deadline for the whole read: heartbeats are skipped, not waited anew.
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = match tokio::time::timeout(wait, self.io.next()).await {
+            let next = match tokio::time::timeout_at(deadline, self.io.next()).await {
                 Err(_) => return None,
                 Ok(n) => n,
             };
@@ -237,6 +247,7 @@ impl Wire {
                 Some(Ok(f)) => f,
             };
             if matches!(frame.body, FrameBody::Empty) {
+                self.heartbeats += 1;
                 continue;
             }
             self.trace.push(format!("< {}", describe(frame.channel, &frame.body)));
@@ -362,6 +373,20 @@ impl Wire {
         let target = TargetArchetype::Target(Target::builder().address(name.clone()).build());
         self.sessions.entry(channel).or_default().delivery_counts.insert(handle, 0);
         let attach = Self::attach_frame(&name, handle, Role::Receiver, Some(source), Some(target), snd, rcv);
+        self.attach(channel, attach).await
+    }
+
+    /// A peek-lock receiver of one session (`Some(id)`) or the next free one (`None`),
+    /// as the SDKs ask with the `com.microsoft:session-filter` source filter.
+    pub async fn attach_session_receiver(&mut self, channel: u16, handle: u32, address: &str, session: Option<&str>) -> Attach {
+        let name = format!("session-receiver-{channel}-{handle}-{}", uuid::Uuid::new_v4().simple());
+        let mut filter = fe2o3_amqp::types::messaging::FilterSet::new();
+        let value = session.map(|s| fe2o3_amqp::types::primitives::Value::String(s.to_string())).unwrap_or(fe2o3_amqp::types::primitives::Value::Null);
+        filter.insert("com.microsoft:session-filter".into(), value);
+        let source = Source::builder().address(address.to_string()).filter(filter).build();
+        let target = TargetArchetype::Target(Target::builder().address(name.clone()).build());
+        self.sessions.entry(channel).or_default().delivery_counts.insert(handle, 0);
+        let attach = Self::attach_frame(&name, handle, Role::Receiver, Some(source), Some(target), SenderSettleMode::Unsettled, ReceiverSettleMode::Second);
         self.attach(channel, attach).await
     }
 

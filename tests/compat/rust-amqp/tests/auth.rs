@@ -181,3 +181,26 @@ async fn fe2o3_attaches_without_a_token_fail_with_unauthorized_access() {
     })
     .await;
 }
+
+async fn plain_connection(server: &Server, password: &str) -> Result<client::Conn, fe2o3_amqp::connection::OpenError> {
+    let profile = fe2o3_amqp::sasl_profile::SaslProfile::Plain { username: "RootManageSharedAccessKey".into(), password: password.into() };
+    let builder = fe2o3_amqp::Connection::builder().container_id("rust-amqp-plain").sasl_profile(profile).hostname("localhost");
+    bounded(10, "open with SASL PLAIN", builder.open(server.amqp_url().as_str())).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plain_with_the_key_authorizes_every_entity_without_tokens() {
+    let server = server();
+    bounded(60, "SASL PLAIN", async {
+        let mut conn = plain_connection(&server, sas::KEY).await.expect("SASL PLAIN with the right key opens");
+        let mut session = client::begin(&mut conn).await;
+        for queue in ["q1", "q2"] {
+            let mut s = client::sender(&mut session, queue).await;
+            client::send_text(&mut s, "plain").await;
+        }
+        client::close(conn).await;
+        let wrong = plain_connection(&server, "not-the-key").await;
+        assert!(wrong.is_err(), "SASL PLAIN with a wrong key must fail");
+    })
+    .await;
+}

@@ -232,3 +232,60 @@ async fn pipelined_transfers_are_all_answered() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_asks_for_an_idle_time_out_gets_heartbeats() {
+    let server = Server::start(&config(&[("q1", json!({}))]));
+    bounded(30, "heartbeats", async {
+        let mut w = Wire::connect_idle(server.amqp_port, 65_536, Some(2_000)).await;
+        // Nothing to read but heartbeats: wait for a frame that never comes.
+        let none = w.wait_for(Duration::from_millis(3_500), |_| false).await;
+        assert!(none.is_none());
+        assert!(w.heartbeats >= 2, "{} heartbeats in 3.5 s for an idle time-out of 2 s", w.heartbeats);
+        assert!(!w.closed, "the connection stays open");
+    })
+    .await;
+}
+
+/// Reads the detach that follows a refused attach and answers it (the server sends
+/// nothing more: its detach was first).
+async fn answer_refusal(w: &mut Wire, handle: u32) {
+    w.wait_detach(0, handle, FRAME_WAIT).await.expect("the refusal's detach");
+    let detach = fe2o3_amqp::types::performatives::Detach { handle: fe2o3_amqp::types::definitions::Handle(handle), closed: true, error: None };
+    w.send(0, fe2o3_amqp::frames::amqp::FrameBody::Detach(detach)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_held_by_a_client_that_vanishes_is_free_at_once() {
+    let server = Server::start(&config(&[("sq", json!({ "RequiresSession": true, "LockDuration": "PT5M" }))]));
+    bounded(60, "vanished session holder", async {
+        let token = sas::token_valid_for(&sas::audience("sq"), 3600);
+        let mut first = Wire::connect(server.amqp_port, 65_536).await;
+        first.begin(0).await;
+        assert_eq!(first.put_token(0, "sq", &token).await.0, 202);
+        let reply = first.attach_session_receiver(0, 1, "sq", Some("s1")).await;
+        assert!(reply.source.is_some(), "the first client gets the session: {reply:?}");
+        // While it is held, a second client is refused.
+        let mut second = Wire::connect(server.amqp_port, 65_536).await;
+        second.begin(0).await;
+        assert_eq!(second.put_token(0, "sq", &token).await.0, 202);
+        let refused = second.attach_session_receiver(0, 1, "sq", Some("s1")).await;
+        assert!(refused.source.is_none(), "a held session is refused: {refused:?}");
+        answer_refusal(&mut second, 1).await;
+        // The holder vanishes without closing anything: its session is free long
+        // before its five-minute lock would lapse.
+        drop(first);
+        let mut accepted = None;
+        for _ in 0..50 {
+            let reply = second.attach_session_receiver(0, 2, "sq", Some("s1")).await;
+            if reply.source.is_some() {
+                accepted = Some(reply);
+                break;
+            }
+            answer_refusal(&mut second, 2).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(accepted.is_some(), "the session was still held 5 s after its holder vanished");
+    })
+    .await;
+}
