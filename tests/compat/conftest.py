@@ -13,6 +13,9 @@ Fixtures
 - `new_queue_name`  function returning unique valid queue names.
 - `advance_clock`   advance_clock(seconds): moves the server's injected clock.
 - `make_service`    make_service(server, **kw): QueueServiceClient for any server.
+- `sb`              module-scoped server with the AMQP endpoint and the test
+                    module's `CONFIG` (the Service Bus emulator's Config.json).
+- `client`          a ServiceBusClient on `sb` (no retries), closed afterwards.
 
 The binary is $LAPIS_BIN or <repo>/target/debug/lapis. Server output goes to a
 temp log file whose tail is shown when the server fails to start.
@@ -27,6 +30,7 @@ import pytest
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from lapis_harness import LapisServer, service_client, unique_name
+from sb_support import sb_client, start_server
 
 
 def make_service_client(server: LapisServer, **kwargs) -> QueueServiceClient:
@@ -91,3 +95,17 @@ def queue(queue_service) -> QueueClient:
 @pytest.fixture
 def advance_clock(lapis) -> Callable[[float], None]:
     return lapis.advance_clock
+
+
+@pytest.fixture(scope="module")
+def sb(request, tmp_path_factory) -> LapisServer:
+    server = start_server(tmp_path_factory.mktemp(request.module.__name__.replace(".", "-")), request.module.CONFIG)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def client(sb):
+    c = sb_client(sb)
+    yield c
+    c.close()

@@ -77,20 +77,6 @@ CONFIG = {
 }
 
 # --------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def sb(tmp_path_factory) -> LapisServer:
-    server = start_server(tmp_path_factory.mktemp("servicebus"), CONFIG)
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def client(sb) -> ServiceBusClient:
-    c = sb_client(sb)
-    yield c
-    c.close()
-
-
 # --------------------------------------------------------------------------- tests
 def test_config_declares_the_queues(sb):
     """Not AMQP, but everything below depends on it: the config file's queues

@@ -12,7 +12,7 @@ from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode, ServiceBu
 from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import MessagingEntityNotFoundError, SessionCannotBeLockedError
 
-from sb_support import CLIENT_KWARGS, conn_str, start_server
+from sb_support import CLIENT_KWARGS, conn_str
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,13 +45,6 @@ CONFIG = {
 }
 
 WAIT_S = 5
-
-
-@pytest.fixture(scope="module")
-def sb(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("servicebus-async"), CONFIG)
-    yield server
-    server.close()
 
 
 def run(coro):

@@ -85,6 +85,16 @@ class Ledger:
                 target.append(mid)
 
 
+def close_quietly(*things) -> None:
+    """Closes what is open, ignoring errors (the server may be gone)."""
+    for t in things:
+        try:
+            if t is not None:
+                t.close()
+        except Exception:
+            pass
+
+
 def client(server) -> ServiceBusClient:
     return ServiceBusClient.from_connection_string(conn_str(server), **CLIENT_KWARGS)
 
@@ -106,21 +116,11 @@ def producer(server, worker: int, ledger: Ledger, stop: threading.Event) -> None
             i += 1
         except Exception:
             pending = mid
-            for closable in (sender, c):
-                try:
-                    if closable is not None:
-                        closable.close()
-                except Exception:
-                    pass
+            close_quietly(sender, c)
             sender = None
             time.sleep(0.2)
             c = client(server)
-    for closable in (sender, c):
-        try:
-            if closable is not None:
-                closable.close()
-        except Exception:
-            pass
+    close_quietly(sender, c)
 
 
 def consumer(server, ledger: Ledger, stop: threading.Event) -> None:
@@ -136,21 +136,11 @@ def consumer(server, ledger: Ledger, stop: threading.Event) -> None:
                 receiver.complete_message(m)
                 ledger.add("completed", mid)
         except Exception:
-            for closable in (receiver, c):
-                try:
-                    if closable is not None:
-                        closable.close()
-                except Exception:
-                    pass
+            close_quietly(receiver, c)
             receiver = None
             time.sleep(0.2)
             c = client(server)
-    for closable in (receiver, c):
-        try:
-            if closable is not None:
-                closable.close()
-        except Exception:
-            pass
+    close_quietly(receiver, c)
 
 
 def drain(server) -> List[str]:

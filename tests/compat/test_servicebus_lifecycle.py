@@ -16,7 +16,7 @@ from azure.servicebus.exceptions import (
     ServiceBusError,
 )
 
-from sb_support import CLIENT_KWARGS, KEY_NAME, active_count, sas_token, sb_client, start_server, wait_count
+from sb_support import CLIENT_KWARGS, KEY_NAME, active_count, sas_token, sb_client, send_all, wait_count
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,25 +49,6 @@ CONFIG = {
 WAIT_S = 5
 
 
-@pytest.fixture(scope="module")
-def sb(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("servicebus-lifecycle"), CONFIG)
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def client(sb):
-    c = sb_client(sb)
-    yield c
-    c.close()
-
-
-def send(client, queue: str, *messages: ServiceBusMessage) -> None:
-    with client.get_queue_sender(queue) as s:
-        s.send_messages(list(messages), timeout=20)
-
-
 def take_all(client, queue: str, sub_queue=None, expect: int = 1) -> list:
     got = []
     with client.get_queue_receiver(queue, sub_queue=sub_queue, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as r:
@@ -78,7 +59,7 @@ def take_all(client, queue: str, sub_queue=None, expect: int = 1) -> list:
 
 
 def test_a_forwarding_queue_hands_messages_to_its_target(sb, client):
-    send(client, "intake", ServiceBusMessage("track 1", application_properties={"kind": "upload"}))
+    send_all(client, "intake", ServiceBusMessage("track 1", application_properties={"kind": "upload"}))
     got = take_all(client, "processing")
     assert [str(m) for m in got] == ["track 1"]
     assert got[0].application_properties[b"kind"] == b"upload"
@@ -92,7 +73,7 @@ def test_a_subscription_forwards_to_a_queue(sb, client):
 
 
 def test_dead_letters_are_forwarded_with_their_reason(sb, client):
-    send(client, "fragile", ServiceBusMessage("bad upload"))
+    send_all(client, "fragile", ServiceBusMessage("bad upload"))
     with client.get_queue_receiver("fragile") as r:
         m = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
         r.dead_letter_message(m, reason="BadAudio", error_description="not an mp3")
@@ -103,7 +84,7 @@ def test_dead_letters_are_forwarded_with_their_reason(sb, client):
 
 
 def test_max_delivery_count_dead_letters_and_forwards(sb, client):
-    send(client, "fragile", ServiceBusMessage("poison"))
+    send_all(client, "fragile", ServiceBusMessage("poison"))
     with client.get_queue_receiver("fragile") as r:
         for _ in range(2):
             m = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
@@ -114,7 +95,7 @@ def test_max_delivery_count_dead_letters_and_forwards(sb, client):
 
 
 def test_expired_messages_are_dead_lettered(sb, client):
-    send(client, "perishable", ServiceBusMessage("stale"))
+    send_all(client, "perishable", ServiceBusMessage("stale"))
     time.sleep(2.5)
     with client.get_queue_receiver("perishable") as r:
         assert r.receive_messages(max_message_count=1, max_wait_time=1) == []
@@ -124,7 +105,7 @@ def test_expired_messages_are_dead_lettered(sb, client):
 
 
 def test_an_expired_lock_redelivers_with_a_higher_count(sb, client):
-    send(client, "quick", ServiceBusMessage("slow worker"))
+    send_all(client, "quick", ServiceBusMessage("slow worker"))
     with client.get_queue_receiver("quick") as r:
         first = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
         assert first.delivery_count == 0
@@ -145,7 +126,7 @@ def token_client(sb, ttl_s: int) -> ServiceBusClient:
 def test_a_valid_shared_access_signature_works(sb):
     c = token_client(sb, ttl_s=600)
     try:
-        send(c, "processing", ServiceBusMessage("signed"))
+        send_all(c, "processing", ServiceBusMessage("signed"))
         assert [str(m) for m in take_all(c, "processing")] == ["signed"]
     finally:
         c.close()
@@ -155,7 +136,7 @@ def test_an_expired_token_is_refused(sb):
     c = token_client(sb, ttl_s=-60)
     try:
         with pytest.raises(ServiceBusAuthenticationError) as ei:
-            send(c, "processing", ServiceBusMessage("too late"))
+            send_all(c, "processing", ServiceBusMessage("too late"))
         # The put-token reply's status, so the server refused it (not a client-side check).
         assert getattr(ei.value.inner_exception, "status_code", None) == 401, repr(ei.value)
     finally:
@@ -174,7 +155,7 @@ def test_a_token_for_another_entity_does_not_authorize(sb):
     c = ServiceBusClient.from_connection_string(conn, **CLIENT_KWARGS)
     try:
         with pytest.raises((ServiceBusAuthenticationError, ServiceBusAuthorizationError)):
-            send(c, "processing", ServiceBusMessage("wrong audience"))
+            send_all(c, "processing", ServiceBusMessage("wrong audience"))
     finally:
         c.close()
 
@@ -190,7 +171,7 @@ def test_the_key_name_must_match(sb):
     c = ServiceBusClient.from_connection_string(conn, **CLIENT_KWARGS)
     try:
         with pytest.raises(ServiceBusAuthenticationError):
-            send(c, "processing", ServiceBusMessage("wrong key name"))
+            send_all(c, "processing", ServiceBusMessage("wrong key name"))
     finally:
         c.close()
     assert KEY_NAME == "RootManageSharedAccessKey"

@@ -12,7 +12,7 @@ import time
 import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode
 
-from sb_support import sb_client, start_server
+from sb_support import sb_client
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -20,13 +20,6 @@ CONFIG = {"UserConfig": {"Namespaces": [{"Name": "sbemulatorns", "Queues": [{"Na
 
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
 SASL_HEADER = b"AMQP\x03\x01\x00\x00"
-
-
-@pytest.fixture(scope="module")
-def sb(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("servicebus-malformed"), CONFIG)
-    yield server
-    server.close()
 
 
 def connect(sb) -> socket.socket:

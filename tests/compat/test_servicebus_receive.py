@@ -12,7 +12,7 @@ import uuid
 import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode, ServiceBusSubQueue
 
-from sb_support import active_count, queue_info, sb_client, start_server, wait_count
+from sb_support import active_count, queue_info, sb_client, send_all, wait_count
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -66,20 +66,6 @@ CONFIG = {
 WAIT_S = 5
 
 
-@pytest.fixture(scope="module")
-def sb(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("servicebus-receive"), CONFIG)
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def client(sb):
-    c = sb_client(sb)
-    yield c
-    c.close()
-
-
 def drain(client, queue: str, **kw) -> None:
     """Empties `queue` (receive-and-delete) so a test starts from nothing."""
     with client.get_queue_receiver(queue, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE, **kw) as r:
@@ -87,14 +73,9 @@ def drain(client, queue: str, **kw) -> None:
             pass
 
 
-def send(client, queue: str, *messages: ServiceBusMessage) -> None:
-    with client.get_queue_sender(queue) as s:
-        s.send_messages(list(messages), timeout=20)
-
-
 def test_peek_lock_receive_then_complete(sb, client):
     drain(client, "work")
-    send(client, "work", ServiceBusMessage("one"), ServiceBusMessage("two"))
+    send_all(client, "work", ServiceBusMessage("one"), ServiceBusMessage("two"))
     with client.get_queue_receiver("work") as r:
         got = r.receive_messages(max_message_count=2, max_wait_time=WAIT_S)
         assert [str(m) for m in got] == ["one", "two"]
@@ -110,7 +91,7 @@ def test_peek_lock_receive_then_complete(sb, client):
 
 def test_abandon_redelivers_with_a_higher_delivery_count(sb, client):
     drain(client, "work")
-    send(client, "work", ServiceBusMessage("again"))
+    send_all(client, "work", ServiceBusMessage("again"))
     with client.get_queue_receiver("work") as r:
         first = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
         r.abandon_message(first)
@@ -123,7 +104,7 @@ def test_abandon_redelivers_with_a_higher_delivery_count(sb, client):
 def test_dead_letter_with_reason_then_read_the_dead_letter_queue(sb, client):
     drain(client, "work")
     drain(client, "work", sub_queue=ServiceBusSubQueue.DEAD_LETTER)
-    send(client, "work", ServiceBusMessage("bad order"))
+    send_all(client, "work", ServiceBusMessage("bad order"))
     with client.get_queue_receiver("work") as r:
         m = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
         r.dead_letter_message(m, reason="InvalidTotal", error_description="total is negative")
@@ -137,7 +118,7 @@ def test_dead_letter_with_reason_then_read_the_dead_letter_queue(sb, client):
 
 def test_max_delivery_count_moves_a_poison_message_to_the_dead_letter_queue(sb, client):
     drain(client, "poison")
-    send(client, "poison", ServiceBusMessage("poison"))
+    send_all(client, "poison", ServiceBusMessage("poison"))
     with client.get_queue_receiver("poison") as r:
         for _ in range(2):
             m = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
@@ -151,7 +132,7 @@ def test_max_delivery_count_moves_a_poison_message_to_the_dead_letter_queue(sb, 
 
 def test_receive_and_delete_takes_messages_for_good(sb, client):
     drain(client, "work")
-    send(client, "work", ServiceBusMessage("gone"))
+    send_all(client, "work", ServiceBusMessage("gone"))
     with client.get_queue_receiver("work", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as r:
         got = r.receive_messages(max_message_count=5, max_wait_time=WAIT_S)
         assert [str(m) for m in got] == ["gone"]
@@ -171,7 +152,7 @@ def test_every_property_round_trips(sb, client):
         time_to_live=dt.timedelta(minutes=5),
         application_properties={"s": "text", "i": 42, "neg": -7, "f": 1.5, "b": True},
     )
-    send(client, "work", sent)
+    send_all(client, "work", sent)
     with client.get_queue_receiver("work") as r:
         m = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
         assert b"".join(m.body) == b"\x00binary\xff"
@@ -228,7 +209,7 @@ def test_peek_shows_active_and_scheduled_messages_without_locking(sb, client):
 
 def test_renew_lock_extends_it(sb, client):
     drain(client, "work")
-    send(client, "work", ServiceBusMessage("long job"))
+    send_all(client, "work", ServiceBusMessage("long job"))
     with client.get_queue_receiver("work") as r:
         m = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
         before = m.locked_until_utc
@@ -244,7 +225,7 @@ def test_deferred_messages_are_received_by_sequence_number(sb, client):
     from azure.servicebus.exceptions import MessageNotFoundError
 
     drain(client, "work")
-    send(client, "work", ServiceBusMessage("later please"), ServiceBusMessage("next"))
+    send_all(client, "work", ServiceBusMessage("later please"), ServiceBusMessage("next"))
     with client.get_queue_receiver("work") as r:
         first = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
         r.defer_message(first)
@@ -261,7 +242,7 @@ def test_deferred_messages_are_received_by_sequence_number(sb, client):
 
 def test_prefetch_receives_everything_in_order(sb, client):
     drain(client, "work")
-    send(client, "work", *[ServiceBusMessage(f"m{i:02d}") for i in range(30)])
+    send_all(client, "work", *[ServiceBusMessage(f"m{i:02d}") for i in range(30)])
     with client.get_queue_receiver("work", prefetch_count=20) as r:
         got = []
         while len(got) < 30:

@@ -17,7 +17,7 @@ from azure.servicebus.exceptions import (
     SessionLockLostError,
 )
 
-from sb_support import sb_client, start_server
+from sb_support import sb_client, send_all
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,25 +47,6 @@ CONFIG = {
 WAIT_S = 5
 
 
-@pytest.fixture(scope="module")
-def sb(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("servicebus-sessions"), CONFIG)
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def client(sb):
-    c = sb_client(sb)
-    yield c
-    c.close()
-
-
-def send(client, queue: str, *messages: ServiceBusMessage) -> None:
-    with client.get_queue_sender(queue) as s:
-        s.send_messages(list(messages), timeout=20)
-
-
 def drain_session(client, queue: str, session: str) -> None:
     with client.get_queue_receiver(queue, session_id=session, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as r:
         while r.receive_messages(max_message_count=50, max_wait_time=1):
@@ -73,7 +54,7 @@ def drain_session(client, queue: str, session: str) -> None:
 
 
 def test_a_named_session_delivers_only_its_messages_in_order(sb, client):
-    send(
+    send_all(
         client,
         "orders",
         *[ServiceBusMessage(f"a{i}", session_id="track-a") for i in range(5)],
@@ -98,7 +79,7 @@ def test_a_named_session_delivers_only_its_messages_in_order(sb, client):
 
 def test_next_available_session_takes_a_session_with_messages(sb, client):
     drain_session(client, "orders", "track-b")
-    send(client, "orders", ServiceBusMessage("c0", session_id="track-c"))
+    send_all(client, "orders", ServiceBusMessage("c0", session_id="track-c"))
     with client.get_queue_receiver("orders", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=WAIT_S) as r:
         assert r.session.session_id == "track-c"
         got = r.receive_messages(max_message_count=5, max_wait_time=WAIT_S)
@@ -107,7 +88,7 @@ def test_next_available_session_takes_a_session_with_messages(sb, client):
 
 
 def test_a_session_is_held_by_one_receiver_at_a_time(sb, client):
-    send(client, "orders", ServiceBusMessage("d0", session_id="track-d"))
+    send_all(client, "orders", ServiceBusMessage("d0", session_id="track-d"))
     with client.get_queue_receiver("orders", session_id="track-d") as holder:
         holder.receive_messages(max_message_count=1, max_wait_time=WAIT_S)
         other = sb_client(sb)
@@ -132,7 +113,7 @@ def test_next_available_times_out_when_no_session_has_messages(sb, client):
 
 
 def test_session_state_round_trips_and_clears(sb, client):
-    send(client, "orders", ServiceBusMessage("e0", session_id="track-e"))
+    send_all(client, "orders", ServiceBusMessage("e0", session_id="track-e"))
     with client.get_queue_receiver("orders", session_id="track-e") as r:
         assert r.session.get_state() is None
         r.session.set_state(b"\x00progress=3\xff")
@@ -147,7 +128,7 @@ def test_session_state_round_trips_and_clears(sb, client):
 
 
 def test_renewing_the_session_lock_extends_it(sb, client):
-    send(client, "brief", ServiceBusMessage("f0", session_id="track-f"))
+    send_all(client, "brief", ServiceBusMessage("f0", session_id="track-f"))
     with client.get_queue_receiver("brief", session_id="track-f") as r:
         before = r.session.locked_until_utc
         time.sleep(1.1)
@@ -158,7 +139,7 @@ def test_renewing_the_session_lock_extends_it(sb, client):
 
 
 def test_a_lapsed_session_lock_is_lost(sb, client):
-    send(client, "brief", ServiceBusMessage("g0", session_id="track-g"))
+    send_all(client, "brief", ServiceBusMessage("g0", session_id="track-g"))
     with client.get_queue_receiver("brief", session_id="track-g") as r:
         m = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
         time.sleep(5.5)
@@ -171,7 +152,7 @@ def test_a_lapsed_session_lock_is_lost(sb, client):
 
 
 def test_sessions_are_listed(sb, client):
-    send(client, "orders", ServiceBusMessage("h0", session_id="track-h"), ServiceBusMessage("i0", session_id="track-i"))
+    send_all(client, "orders", ServiceBusMessage("h0", session_id="track-h"), ServiceBusMessage("i0", session_id="track-i"))
     listed = set(client.list_queue_sessions("orders"))
     assert {"track-h", "track-i"} <= listed
     marker = dt.datetime.now(dt.timezone.utc)
@@ -186,7 +167,7 @@ def test_sessions_are_listed(sb, client):
 
 
 def test_peek_and_deferral_stay_within_the_session(sb, client):
-    send(client, "orders", ServiceBusMessage("j0", session_id="track-j"), ServiceBusMessage("k0", session_id="track-k"))
+    send_all(client, "orders", ServiceBusMessage("j0", session_id="track-j"), ServiceBusMessage("k0", session_id="track-k"))
     with client.get_queue_receiver("orders", session_id="track-j") as r:
         assert [str(m) for m in r.peek_messages(max_message_count=10)] == ["j0"]
         m = r.receive_messages(max_message_count=1, max_wait_time=WAIT_S)[0]
@@ -209,7 +190,7 @@ def test_session_and_plain_receivers_only_work_on_their_kind_of_entity(sb, clien
 
 def test_a_message_without_a_session_id_cannot_go_to_a_session_queue(sb, client):
     with pytest.raises(ServiceBusError):
-        send(client, "orders", ServiceBusMessage("no session"))
+        send_all(client, "orders", ServiceBusMessage("no session"))
 
 
 def test_session_subscription_keeps_each_session_in_order(sb, client):

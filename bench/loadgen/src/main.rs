@@ -18,6 +18,7 @@
 //! (figures), `workers` (the load loops) and `xml` (reading Get Messages).
 
 mod args;
+mod flags;
 mod client;
 mod sign;
 mod stats;

@@ -14,6 +14,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ServiceBusClient, isServiceBusError } from "@azure/service-bus";
+import { freePort, sleep } from "./net_util.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..", "..", "..");
@@ -30,25 +31,13 @@ export const TEST_MS = 30_000;
 
 // ------------------------------------------------------------------ server
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 async function distinctFreePorts(n) {
   const ports = new Set();
   while (ports.size < n) ports.add(await freePort());
   return [...ports];
 }
 
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export { sleep };
 
 function acceptsTcp(port) {
   return new Promise((resolve) => {

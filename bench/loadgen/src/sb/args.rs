@@ -42,21 +42,8 @@ pub fn parse_args() -> Args {
         count: 0,
         timeout: 600.0,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            usage();
-        }
-        let val = it.next().unwrap_or_else(|| {
-            eprintln!("missing value for {flag}");
-            usage()
-        });
-        let num = |v: &str| -> f64 {
-            v.parse().unwrap_or_else(|_| {
-                eprintln!("bad number for {flag}: {v}");
-                usage()
-            })
-        };
+    for (flag, val) in crate::flags::pairs(usage) {
+        let num = |v: &str| -> f64 { crate::flags::number(&flag, v, usage) };
         match flag.as_str() {
             "--mode" => a.mode = val,
             "--flavor" => a.flavor = val,

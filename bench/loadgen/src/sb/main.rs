@@ -15,6 +15,8 @@
 
 mod amqp;
 mod args;
+#[path = "../flags.rs"]
+mod flags;
 mod sas;
 mod workers;
 

@@ -26,20 +26,25 @@ fn rejected(e: Error) -> DeliveryState {
 
 impl Conn<'_> {
     pub(super) fn grant_credit(&mut self, channel: u16, handle: u32) -> Result<()> {
-        let session = self.session(channel)?;
-        let (next_incoming_id, next_outgoing_id) = (session.next_incoming_id, session.next_outgoing_id);
-        let link = session.links.get_mut(&handle).ok_or_else(|| ConnectionError::Protocol("no such link".into()))?;
+        let link = self.session(channel)?.links.get_mut(&handle).ok_or_else(|| ConnectionError::Protocol("no such link".into()))?;
         link.credit = CREDIT;
+        let delivery_count = link.delivery_count;
+        self.link_flow(channel, handle, delivery_count, CREDIT, false)
+    }
+
+    /// Sends a link's flow: its delivery-count and credit, with the session's state.
+    pub(super) fn link_flow(&mut self, channel: u16, handle: u32, delivery_count: u32, credit: u32, drain: bool) -> Result<()> {
+        let session = self.session(channel)?;
         let flow = Flow {
-            next_incoming_id: Some(next_incoming_id),
+            next_incoming_id: Some(session.next_incoming_id),
             incoming_window: u32::MAX / 2,
-            next_outgoing_id,
+            next_outgoing_id: session.next_outgoing_id,
             outgoing_window: u32::MAX / 2,
             handle: Some(Handle(handle)),
-            delivery_count: Some(link.delivery_count),
-            link_credit: Some(CREDIT),
-            available: None,
-            drain: false,
+            delivery_count: Some(delivery_count),
+            link_credit: Some(credit),
+            available: drain.then_some(0),
+            drain,
             echo: false,
             properties: None,
         };

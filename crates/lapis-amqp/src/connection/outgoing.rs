@@ -163,25 +163,11 @@ impl Conn<'_> {
 
     /// Answers a drain request: the credit left is used up and reported back.
     fn drain(&mut self, channel: u16, handle: u32) -> Result<()> {
-        let session = self.session(channel)?;
-        let (next_incoming_id, next_outgoing_id) = (session.next_incoming_id, session.next_outgoing_id);
-        let Some(link) = session.links.get_mut(&handle) else { return Ok(()) };
+        let Some(link) = self.session(channel)?.links.get_mut(&handle) else { return Ok(()) };
         link.delivery_count = link.delivery_count.wrapping_add(link.peer_credit);
         link.peer_credit = 0;
-        let flow = Flow {
-            next_incoming_id: Some(next_incoming_id),
-            incoming_window: u32::MAX / 2,
-            next_outgoing_id,
-            outgoing_window: u32::MAX / 2,
-            handle: Some(Handle(handle)),
-            delivery_count: Some(link.delivery_count),
-            link_credit: Some(0),
-            available: Some(0),
-            drain: true,
-            echo: false,
-            properties: None,
-        };
-        self.send(channel, Some(Performative::Flow(flow)), &[])
+        let delivery_count = link.delivery_count;
+        self.link_flow(channel, handle, delivery_count, 0, true)
     }
 
     /// Payload bytes per transfer frame, within the peer's max frame size.
