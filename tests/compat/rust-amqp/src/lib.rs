@@ -4,6 +4,7 @@
 //! ([`wire`]).
 
 pub mod client;
+pub mod messages;
 pub mod sas;
 pub mod server;
 pub mod wire;
