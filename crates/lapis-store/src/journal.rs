@@ -288,6 +288,25 @@ impl Journal {
         })
     }
 
+    /// Up to `len` bytes of segment `id` from byte `offset` (fewer at the end of what is
+    /// written). Blocking: call it off the async runtime.
+    pub fn read_bytes(&self, id: SegmentId, offset: u64, len: usize) -> StoreResult<Vec<u8>> {
+        let file = self.file(id)?;
+        let p = segment::path(&self.shared.dir, id);
+        let mut buf = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::io("reading segment", &p, e)),
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf)
+    }
+
     /// Segments on disk, oldest first, and the one currently appended to.
     pub fn segments(&self) -> (Vec<SegmentId>, SegmentId) {
         let ids = self.shared.files.read().keys().copied().collect();

@@ -6,6 +6,8 @@
 //!   Service Bus messages), with compaction.
 //! - [`Store`]: the one trait the core talks to; [`KvLog`] and [`MemoryStore`]
 //!   implement it.
+//! - [`partition`]: event logs for Event Hubs partitions (segment files with a sparse
+//!   index), behind the [`partition::EventLog`] trait.
 //!
 //! This crate knows nothing of queues, HTTP or AMQP: it stores opaque keys and values.
 
@@ -13,6 +15,7 @@ pub mod error;
 pub mod journal;
 pub mod kv;
 pub mod memory;
+pub mod partition;
 pub mod record;
 pub mod segment;
 
