@@ -12,6 +12,7 @@ pub mod management;
 pub mod message;
 pub mod rules;
 pub mod sasl;
+pub mod sections;
 pub mod tls;
 
 use std::sync::Arc;

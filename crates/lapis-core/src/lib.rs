@@ -5,6 +5,7 @@
 //!   scheduling, duplicate detection, deferral).
 //! - [`queue`]: Azure Storage Queues (visibility timeouts, pop receipts, TTL, ACLs,
 //!   service properties and CORS rules).
+//! - [`stream`]: Event Hubs (hubs, partitions, consumer groups, epochs, retention).
 //! - [`auth`]: storage accounts and keys, HMAC signatures, SAS rules.
 //! - [`clock`]: the injected clock, so tests can move time without sleeping.
 //!
@@ -16,6 +17,7 @@ pub mod broker;
 pub mod body;
 pub mod clock;
 pub mod queue;
+pub mod stream;
 pub mod time_fmt;
 
 pub use clock::{Clock, ShiftableClock, SystemClock};

@@ -188,5 +188,53 @@ pub trait EventLog: Send + Sync + 'static {
     fn close(&self);
 }
 
+/// Opens the event logs of partitions: files under a data directory, or memory.
+pub trait LogFactory: Send + Sync + 'static {
+    /// The log of partition `partition` of the hub with id `hub` (created if new).
+    fn open(&self, hub: u64, partition: u32) -> StoreResult<Arc<dyn EventLog>>;
+    /// Deletes every partition log of hub `hub` (its logs must be closed).
+    fn remove_hub(&self, hub: u64) -> StoreResult<()>;
+}
+
+/// Partition logs in `<root>/<hub id>/<partition>/`.
+pub struct DirLogs {
+    pub root: std::path::PathBuf,
+    pub options: crate::journal::JournalOptions,
+}
+
+impl LogFactory for DirLogs {
+    fn open(&self, hub: u64, partition: u32) -> StoreResult<Arc<dyn EventLog>> {
+        let dir = self.root.join(hub.to_string()).join(partition.to_string());
+        let (log, report) = FileLog::open(&dir, self.options.clone())?;
+        if report.truncated_bytes > 0 || !report.salvaged.is_empty() {
+            tracing::warn!(hub, partition, ?report, "event log recovered with repairs");
+        }
+        Ok(Arc::new(log))
+    }
+
+    fn remove_hub(&self, hub: u64) -> StoreResult<()> {
+        let dir = self.root.join(hub.to_string());
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => crate::segment::sync_dir(&self.root),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(crate::error::StoreError::io("removing an event hub's logs", &dir, e)),
+        }
+    }
+}
+
+/// Partition logs in memory (`--in-memory`).
+#[derive(Default)]
+pub struct MemoryLogs;
+
+impl LogFactory for MemoryLogs {
+    fn open(&self, _hub: u64, _partition: u32) -> StoreResult<Arc<dyn EventLog>> {
+        Ok(Arc::new(MemoryLog::default()))
+    }
+
+    fn remove_hub(&self, _hub: u64) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests;
