@@ -190,16 +190,55 @@ fn frame_bytes(frame_type: u8, channel: u16, body: &[u8], tail: &[u8]) -> Vec<u8
     out
 }
 
+/// How many fields each performative has (by descriptor code), so that every field
+/// is written: some clients read fields by position and fail on a list whose trailing
+/// defaults were left out.
+fn field_count(code: u8) -> Option<u32> {
+    Some(match code {
+        0x10 => 10, // open
+        0x11 => 8,  // begin
+        0x12 => 14, // attach
+        0x13 => 11, // flow
+        0x14 => 11, // transfer
+        0x15 => 6,  // disposition
+        0x16 => 3,  // detach
+        0x17 | 0x18 => 1, // end, close
+        _ => return None,
+    })
+}
+
+/// Appends a performative as a described list32 of all its fields, padding the
+/// fields the encoder left out with nulls.
+fn put_performative(out: &mut Vec<u8>, p: &Performative) -> Result<(), FrameError> {
+    let bytes = serde_amqp::to_vec(p).map_err(|e| FrameError::Encode(e.to_string()))?;
+    let (code, count, fields) = match bytes.as_slice() {
+        [0x00, 0x53, code, 0x45, ..] => (*code, 0u32, &[][..]),
+        [0x00, 0x53, code, 0xc0, _size, count, fields @ ..] => (*code, *count as u32, fields),
+        [0x00, 0x53, code, 0xd0, rest @ ..] if rest.len() >= 8 => (*code, u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]), &rest[8..]),
+        _ => {
+            out.extend_from_slice(&bytes);
+            return Ok(());
+        }
+    };
+    let full = field_count(code).unwrap_or(count).max(count);
+    let missing = (full - count) as usize;
+    out.extend_from_slice(&[0x00, 0x53, code, 0xd0]);
+    out.extend_from_slice(&((4 + fields.len() + missing) as u32).to_be_bytes());
+    out.extend_from_slice(&full.to_be_bytes());
+    out.extend_from_slice(fields);
+    out.resize(out.len() + missing, 0x40);
+    Ok(())
+}
+
 /// Appends an encoded AMQP frame to `out` (a heartbeat when `performative` is `None`).
 pub fn encode_amqp_into(out: &mut Vec<u8>, channel: u16, performative: Option<&Performative>, payload: &[u8]) -> Result<(), FrameError> {
     let start = out.len();
     out.extend_from_slice(&[0, 0, 0, 0, 2, TYPE_AMQP]);
     out.extend_from_slice(&channel.to_be_bytes());
     if let Some(p) = performative {
-        let mut serializer = serde_amqp::ser::Serializer::new(&mut *out);
-        if let Err(e) = serde::Serialize::serialize(p, &mut serializer) {
+        if let Err(e) = put_performative(out, p) {
             out.truncate(start);
-            return Err(FrameError::Encode(e.to_string()));
+            return Err(e);
         }
     }
     out.extend_from_slice(payload);
@@ -210,11 +249,9 @@ pub fn encode_amqp_into(out: &mut Vec<u8>, channel: u16, performative: Option<&P
 
 /// Encodes an AMQP frame (a heartbeat when `performative` is `None`).
 pub fn encode_amqp(channel: u16, performative: Option<&Performative>, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
-    let body = match performative {
-        Some(p) => serde_amqp::to_vec(p).map_err(|e| FrameError::Encode(e.to_string()))?,
-        None => Vec::new(),
-    };
-    Ok(frame_bytes(TYPE_AMQP, channel, &body, payload))
+    let mut out = Vec::new();
+    encode_amqp_into(&mut out, channel, performative, payload)?;
+    Ok(out)
 }
 
 pub async fn write_sasl<W: AsyncWrite + Unpin>(w: &mut W, frame: &sasl::Frame) -> Result<(), FrameError> {
@@ -255,6 +292,17 @@ mod tests {
         assert!(matches!(read_amqp(&mut &bad_doff[..], 512).await, Err(FrameError::Malformed(_))));
         let garbage = [0u8, 0, 0, 12, 2, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
         assert!(matches!(read_amqp(&mut &garbage[..], 512).await, Err(FrameError::Malformed(_))));
+    }
+
+    #[tokio::test]
+    async fn every_field_of_a_performative_is_written() {
+        let close = Performative::Close(Close { error: None });
+        let mut out = Vec::new();
+        encode_amqp_into(&mut out, 0, Some(&close), &[]).unwrap();
+        // size, doff, type, channel, then 0x00 0x53 0x18 list32 [size][count=1] null
+        assert_eq!(&out[8..], &[0x00, 0x53, 0x18, 0xd0, 0, 0, 0, 5, 0, 0, 0, 1, 0x40]);
+        let f = read_amqp(&mut out.as_slice(), 1 << 20).await.unwrap();
+        assert_eq!(f.performative, Some(close));
     }
 
     #[tokio::test]

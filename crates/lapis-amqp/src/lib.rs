@@ -10,6 +10,7 @@ pub mod errors;
 pub mod frame;
 pub mod management;
 pub mod message;
+pub mod eventhubs;
 pub mod rules;
 pub mod sasl;
 pub mod sections;

@@ -8,11 +8,15 @@
 pub mod error;
 pub mod hash;
 pub mod model;
+pub mod properties;
 mod readers;
 mod service;
 
 pub use error::{StreamError, StreamResult};
+/// The event-log types readers and producers see, from the storage engine.
+pub use lapis_store::partition::{PartitionInfo, Seek, StoredEvent, Visible};
 pub use model::*;
+pub use properties::{GroupDecl, HubProperties};
 pub use readers::Reader;
 pub use service::{Hub, HubView, Sent, StreamRecovery, StreamService};
 

@@ -1,0 +1,32 @@
+//! The Event Hubs side of the AMQP endpoint: what link addresses name a hub, a
+//! partition or a consumer group's partition ([`address`]); where a receiver starts,
+//! from its selector filter ([`selector`]); the annotations stamped on each
+//! delivered event; and the `$management` READ operations ([`management`]).
+
+pub mod address;
+pub mod management;
+pub mod selector;
+
+use lapis_core::stream::StoredEvent;
+
+use crate::sections::{self, Annotation};
+
+pub const SEQUENCE_NUMBER: &str = "x-opt-sequence-number";
+pub const OFFSET: &str = "x-opt-offset";
+pub const ENQUEUED_TIME: &str = "x-opt-enqueued-time";
+pub const PARTITION_KEY: &str = "x-opt-partition-key";
+
+/// The largest message (an event or a batch) a producer may send, stated on attach.
+pub const MAX_MESSAGE_SIZE: u64 = lapis_core::stream::MAX_EVENT_BYTES as u64;
+
+/// The event as a receiver gets it: the stored message with its sequence number,
+/// offset (a string, as the service writes it) and enqueued time.
+pub fn delivery(event: &StoredEvent) -> Result<Vec<u8>, sections::SectionError> {
+    let offset = event.offset.to_string();
+    let ours = [
+        (SEQUENCE_NUMBER, Annotation::Long(event.seq)),
+        (OFFSET, Annotation::Str(&offset)),
+        (ENQUEUED_TIME, Annotation::Timestamp(event.enqueued_at)),
+    ];
+    sections::annotate(&event.body, &ours)
+}
