@@ -4,8 +4,9 @@ Storage Queue Python SDK (versions pinned in requirements.txt).
 Fixtures
 - `lapis`           session-scoped in-memory server (one per xdist worker),
                     started with an extra account (lapis_harness.EXTRA_ACCOUNT).
-- `lapis_factory`   `make(data_dir=None)` -> started LapisServer on a fresh temp
-                    data dir (or the given one); `.stop()`, `.kill()`, `.start()`,
+- `lapis_factory`   `make(data_dir=None, **options)` -> started LapisServer on a
+                    fresh temp data dir (or the given one), with LapisServer's
+                    options (e.g. `blob=True`); `.stop()`, `.kill()`, `.start()`,
                     `.restart()` reuse the same dir and ports. All are killed at
                     teardown.
 - `queue_service`   QueueServiceClient from the connection string of `lapis`.
@@ -47,13 +48,13 @@ def lapis(tmp_path_factory) -> LapisServer:
 def lapis_factory(tmp_path) -> Callable[..., LapisServer]:
     servers: List[LapisServer] = []
 
-    def make(data_dir: Optional[Path] = None) -> LapisServer:
+    def make(data_dir: Optional[Path] = None, **options) -> LapisServer:
         if data_dir is None:
             data_dir = tmp_path / f"data{len(servers)}"
             data_dir.mkdir()
         log_dir = tmp_path / f"log{len(servers)}"
         log_dir.mkdir(exist_ok=True)
-        server = LapisServer(data_dir=data_dir, log_dir=log_dir)
+        server = LapisServer(data_dir=data_dir, log_dir=log_dir, **options)
         servers.append(server)
         return server.start()
 

@@ -5,12 +5,13 @@ crash and malformed-input tests use `LapisServer` directly. The server is
 driven exactly as the CLI contract describes:
 
     lapis serve --in-memory|--data-dir DIR --host 127.0.0.1 --queue-port QP
-        --http-port HP --blob-port 0 --amqp-port 0|AP --kafka-port 0
+        --http-port HP --blob-port 0|BP --amqp-port 0|AP --kafka-port 0
         --enable-test-clock [--durability MODE] [--config FILE]
         [--account NAME:BASE64KEY ...]
 
-The AMQP (Service Bus) endpoint is off (`--amqp-port 0`) unless a test asks for
-it with `LapisServer(amqp=True)`; it then gets a free port like the others.
+The AMQP (Service Bus) and Blob endpoints are off (`--amqp-port 0`,
+`--blob-port 0`) unless a test asks for them with `LapisServer(amqp=True)` or
+`LapisServer(blob=True)`; each then gets a free port like the others.
 
 Readiness is `GET http://127.0.0.1:HP/health` == 200 (and, with AMQP on, the
 AMQP port accepting TCP connections), the injected clock is
@@ -140,17 +141,20 @@ class LapisServer:
         log_dir: Optional[Path] = None,
         durability: Optional[str] = None,
         amqp: bool = False,
+        blob: bool = False,
         config: Optional[Path] = None,
         extra_args: Iterable[str] = (),
     ) -> None:
         """`data_dir=None` runs `--in-memory`; `durability` is passed as
         `--durability` when given. `amqp=True` serves AMQP on a free port
-        (`amqp_port`, kept across restarts like the others); `config` is passed
-        as `--config`; `extra_args` are appended to the command line."""
+        (`amqp_port`, kept across restarts like the others), `blob=True` the
+        Blob endpoint (`blob_port`); `config` is passed as `--config`;
+        `extra_args` are appended to the command line."""
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.accounts: List[Tuple[str, str]] = list(accounts)
         self.durability = durability
         self.amqp = amqp
+        self.blob = blob
         self.extra_args = list(extra_args)
         # Resolved now: the server runs with the log dir as its working directory.
         self.config = Path(config).resolve() if config is not None else None
@@ -169,6 +173,8 @@ class LapisServer:
         self.queue_port = free_port()
         self.http_port = free_port(exclude=(self.queue_port,))
         self.amqp_port = free_port(exclude=(self.queue_port, self.http_port)) if self.amqp else 0
+        taken = (self.queue_port, self.http_port, self.amqp_port)
+        self.blob_port = free_port(exclude=taken) if self.blob else 0
 
     # ------------------------------------------------------------------ lifecycle
     def _command(self) -> List[str]:
@@ -181,7 +187,7 @@ class LapisServer:
             "--host", "127.0.0.1",
             "--queue-port", str(self.queue_port),
             "--http-port", str(self.http_port),
-            "--blob-port", "0",
+            "--blob-port", str(self.blob_port),
             "--amqp-port", str(self.amqp_port),
             "--kafka-port", "0",
             "--enable-test-clock",
@@ -323,10 +329,16 @@ class LapisServer:
     def account_url(self, account: str = DEV_ACCOUNT) -> str:
         return f"http://{self.queue_host}/{account}"
 
+    def blob_account_url(self, account: str = DEV_ACCOUNT) -> str:
+        return f"http://127.0.0.1:{self.blob_port}/{account}"
+
     def conn_str(self, account: str = DEV_ACCOUNT, key: str = DEV_KEY) -> str:
+        """The storage connection string, with `BlobEndpoint` when the Blob
+        endpoint is on."""
+        blob = f"BlobEndpoint={self.blob_account_url(account)};" if self.blob_port else ""
         return (
             f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
-            f"QueueEndpoint={self.account_url(account)};"
+            f"QueueEndpoint={self.account_url(account)};{blob}"
         )
 
     # ------------------------------------------------------------------ clock

@@ -7,6 +7,7 @@ use fe2o3_amqp_types::definitions::{AmqpError, Error, ErrorCondition, LinkError}
 use fe2o3_amqp_types::transaction::TransactionError;
 use fe2o3_amqp_types::primitives::Symbol;
 use lapis_core::broker::BrokerError;
+use lapis_core::stream::StreamError;
 
 /// An AMQP error. `info` is always present (empty): pyamqp reads it by position and
 /// fails on the shorter list the encoder writes when it is null.
@@ -47,6 +48,22 @@ pub fn broker_error(e: &BrokerError) -> Error {
         BrokerError::TransactionRolledBack(_) => error(ErrorCondition::TransactionError(TransactionError::Rollback), text),
         BrokerError::TransactionTimedOut(_) => error(ErrorCondition::TransactionError(TransactionError::Timeout), text),
         BrokerError::Store(_) => amqp(AmqpError::InternalError, "The server could not store the message. Please retry."),
+    }
+}
+
+/// The AMQP error an Event Hubs refusal maps to (the conditions the SDKs map to their
+/// errors: `amqp:link:stolen` for a lost or refused owner level, …).
+pub fn stream_error(e: &StreamError) -> Error {
+    let text = e.to_string();
+    match e {
+        StreamError::HubNotFound(_) | StreamError::ConsumerGroupNotFound { .. } => amqp(AmqpError::NotFound, text),
+        StreamError::PartitionNotFound { .. } => custom("com.microsoft:argument-out-of-range", text),
+        StreamError::EventTooLarge { .. } => error(ErrorCondition::LinkError(LinkError::MessageSizeExceeded), text),
+        StreamError::ReceiverDisconnected { .. } | StreamError::EpochTooLow { .. } => error(ErrorCondition::LinkError(LinkError::Stolen), text),
+        StreamError::TooManyReceivers(_) => amqp(AmqpError::ResourceLimitExceeded, text),
+        StreamError::HubAlreadyExists(_) | StreamError::ConsumerGroupAlreadyExists(_) => custom("com.microsoft:entity-already-exists", text),
+        StreamError::Invalid(_) => custom(ARGUMENT_ERROR, text),
+        StreamError::Store(_) => amqp(AmqpError::InternalError, "The server could not store the event. Please retry."),
     }
 }
 

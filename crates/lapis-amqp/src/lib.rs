@@ -30,6 +30,7 @@ const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1
 /// What the AMQP endpoint serves.
 pub struct AmqpService {
     pub broker: Arc<Broker>,
+    pub streams: Arc<lapis_core::stream::StreamService>,
     pub sas_keys: SasKeys,
 }
 

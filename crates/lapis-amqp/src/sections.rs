@@ -5,8 +5,7 @@
 //! entries followed by the sender's — in place of the old one. Cheaper than a decode
 //! and re-encode per delivery, and it leaves every other byte as the sender wrote it.
 
-/// Section descriptor codes (AMQP 1.0, 3.2).
-const HEADER: u8 = 0x70;
+/// Section descriptor codes (AMQP 1.0, 3.2), in the order sections come in.
 const DELIVERY_ANNOTATIONS: u8 = 0x71;
 const MESSAGE_ANNOTATIONS: u8 = 0x72;
 
@@ -161,9 +160,20 @@ fn key_text(key: &[u8]) -> Option<&[u8]> {
 /// a sender's entry with the same key is dropped, so ours win). Every other section
 /// is copied byte for byte.
 pub fn annotate(message: &[u8], ours: &[(&str, Annotation<'_>)]) -> Result<Vec<u8>> {
+    annotate_section(message, MESSAGE_ANNOTATIONS, ours)
+}
+
+/// `message` with `ours` added to its delivery-annotations, as [`annotate`] does.
+pub fn annotate_delivery(message: &[u8], ours: &[(&str, Annotation<'_>)]) -> Result<Vec<u8>> {
+    annotate_section(message, DELIVERY_ANNOTATIONS, ours)
+}
+
+/// Writes the annotations section `code` (sections come in the order of their codes,
+/// so it goes before the first section with a higher one).
+fn annotate_section(message: &[u8], code: u8, ours: &[(&str, Annotation<'_>)]) -> Result<Vec<u8>> {
     let parts = sections(message)?;
     let mut out = Vec::with_capacity(message.len() + 64 + ours.len() * 32);
-    let existing = parts.iter().find(|s| s.code == MESSAGE_ANNOTATIONS);
+    let existing = parts.iter().find(|s| s.code == code);
     let mut written = false;
     let write_annotations = |out: &mut Vec<u8>| -> Result<()> {
         let mut entries = Vec::with_capacity(ours.len() * 32);
@@ -191,27 +201,23 @@ pub fn annotate(message: &[u8], ours: &[(&str, Annotation<'_>)]) -> Result<Vec<u
                 pairs += 1;
             }
         }
-        out.extend_from_slice(&[0x00, 0x53, MESSAGE_ANNOTATIONS, 0xd1]);
+        out.extend_from_slice(&[0x00, 0x53, code, 0xd1]);
         out.extend_from_slice(&((entries.len() + 4) as u32).to_be_bytes());
         out.extend_from_slice(&count.to_be_bytes());
         out.extend_from_slice(&entries);
         Ok(())
     };
     for s in &parts {
-        match s.code {
-            DELIVERY_ANNOTATIONS | HEADER => out.extend_from_slice(&message[s.start..s.end]),
-            MESSAGE_ANNOTATIONS => {
-                write_annotations(&mut out)?;
-                written = true;
-            }
-            _ => {
-                if !written {
-                    write_annotations(&mut out)?;
-                    written = true;
-                }
-                out.extend_from_slice(&message[s.start..s.end]);
-            }
+        if s.code == code {
+            write_annotations(&mut out)?;
+            written = true;
+            continue;
         }
+        if s.code > code && !written {
+            write_annotations(&mut out)?;
+            written = true;
+        }
+        out.extend_from_slice(&message[s.start..s.end]);
     }
     if !written {
         write_annotations(&mut out)?;
@@ -259,6 +265,17 @@ mod tests {
         let m = crate::message::decode(&out).unwrap();
         assert_eq!(annotation(&m, "x-opt-offset"), Some(Value::String("0".into())));
         assert_eq!(m.properties.unwrap().subject.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn delivery_annotations_go_before_the_message_annotations() {
+        let sent = Message::builder().header(Header::default()).message_annotations(MessageAnnotations::builder().insert("k", "v").build()).value(1i32).build();
+        let bytes = serde_amqp::to_vec(&Serializable(sent)).unwrap();
+        let out = annotate_delivery(&bytes, &[("last_enqueued_sequence_number", Annotation::Long(41))]).unwrap();
+        let m = crate::message::decode(&out).unwrap();
+        let da = m.delivery_annotations.clone().expect("delivery annotations");
+        assert_eq!(da.0.get(&OwnedKey::Symbol(Symbol::from("last_enqueued_sequence_number"))), Some(&Value::Long(41)));
+        assert_eq!(annotation(&m, "k"), Some(Value::String("v".into())));
     }
 
     #[test]

@@ -50,3 +50,30 @@ pub fn release_body(budget: &AtomicI64, store_keeps_values: bool, body: &Body) {
     }
 }
 
+/// One service's inline-body budget, with whether its store reads bodies back: what
+/// [`hold_body`] and [`release_body`] need, kept together.
+#[derive(Debug)]
+pub struct InlineBudget {
+    left: AtomicI64,
+    store_keeps_values: bool,
+}
+
+impl InlineBudget {
+    pub fn new(store_keeps_values: bool, budget: i64) -> Self {
+        InlineBudget { left: AtomicI64::new(budget), store_keeps_values }
+    }
+
+    pub fn hold(&self, bytes: Vec<u8>) -> Body {
+        hold_body(&self.left, self.store_keeps_values, bytes)
+    }
+
+    pub fn release(&self, body: &Body) {
+        release_body(&self.left, self.store_keeps_values, body)
+    }
+
+    /// What is left of the budget.
+    pub fn left(&self) -> i64 {
+        self.left.load(Ordering::Relaxed)
+    }
+}
+

@@ -7,9 +7,11 @@
 //! - [`storage`]: what Azure Storage services share: request parsing, Shared Key and
 //!   SAS authentication, the XML error shape, common headers.
 //! - [`queue`]: the Storage Queue REST API.
+//! - [`blob`]: the Blob REST subset Event Hubs checkpoint stores use.
 //! - [`admin`]: `/health` and the test clock on the HTTP port.
 
 pub mod admin;
+pub mod blob;
 pub mod header_case;
 pub mod queue;
 pub mod server;

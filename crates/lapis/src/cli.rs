@@ -20,12 +20,13 @@ pub enum Command {
     ConnectionStrings(ServeArgs),
     /// Manage Service Bus entities of a running server (through its admin API).
     Sb(SbArgs),
+    /// Manage event hubs of a running server (through its admin API).
+    Eh(EhArgs),
 }
 
+/// Where the admin API is and the key that signs requests to it.
 #[derive(Debug, Clone, Args)]
-pub struct SbArgs {
-    #[command(subcommand)]
-    pub command: SbCommand,
+pub struct AdminConnection {
     /// The server's HTTP port (admin API).
     #[arg(long, global = true, env = "LAPIS_ADMIN_ENDPOINT", default_value = "http://127.0.0.1:5300")]
     pub endpoint: String,
@@ -35,6 +36,72 @@ pub struct SbArgs {
     /// The shared access key itself.
     #[arg(long, global = true, env = "LAPIS_SAS_KEY", default_value = lapis_core::auth::sas_token::DEV_KEY)]
     pub key: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SbArgs {
+    #[command(subcommand)]
+    pub command: SbCommand,
+    #[command(flatten)]
+    pub connection: AdminConnection,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EhArgs {
+    #[command(subcommand)]
+    pub command: EhCommand,
+    #[command(flatten)]
+    pub connection: AdminConnection,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum EhCommand {
+    /// Event hubs: create, update, show, list, delete (with their events).
+    Hub {
+        #[command(subcommand)]
+        action: HubAction,
+    },
+    /// Consumer groups of a hub: add, list, delete.
+    Group {
+        hub: String,
+        #[command(subcommand)]
+        action: GroupAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum HubAction {
+    /// Create (fails if it exists).
+    Create(HubFlags),
+    /// Change properties (only those given; partitions can only be added).
+    Update(HubFlags),
+    Show { name: String },
+    List,
+    Delete { name: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HubFlags {
+    pub name: String,
+    /// 1 to 1024 (default 4).
+    #[arg(long)]
+    pub partitions: Option<u64>,
+    /// How long events are kept (default 24).
+    #[arg(long)]
+    pub retention_hours: Option<u64>,
+    /// The most one partition keeps before its oldest events go.
+    #[arg(long)]
+    pub max_partition_mb: Option<u64>,
+    /// A consumer group besides $Default (repeatable).
+    #[arg(long = "consumer-group")]
+    pub consumer_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum GroupAction {
+    Add { name: String },
+    List,
+    Delete { name: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -151,7 +218,7 @@ pub struct ServeArgs {
     /// Address to listen on. Anything but loopback requires --account.
     #[arg(long, env = "LAPIS_HOST")]
     pub host: Option<String>,
-    /// Blob endpoint port (0 disables it). Reserved: the Blob subset is not built yet.
+    /// Blob endpoint port: the subset Event Hubs checkpoint stores use (0 disables it).
     #[arg(long, env = "LAPIS_BLOB_PORT")]
     pub blob_port: Option<u16>,
     /// Storage Queue endpoint port (0 disables it).

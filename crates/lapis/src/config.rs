@@ -40,9 +40,10 @@ struct FileSettings {
 struct ConfigFile {
     #[serde(rename = "Lapis", default)]
     lapis: FileSettings,
-    /// The Service Bus emulator's section, accepted as it is.
+    /// The emulators' section, accepted as it is: the Service Bus emulator's
+    /// `Namespaces` and the Event Hubs emulator's `NamespaceConfig` may both be in it.
     #[serde(rename = "UserConfig", default)]
-    user_config: Option<crate::servicebus::UserConfig>,
+    user_config: Option<serde_json::Value>,
 }
 
 /// Where durable state lives.
@@ -64,6 +65,8 @@ pub struct Tls {
 pub struct Settings {
     pub storage: Storage,
     pub host: IpAddr,
+    /// The Blob subset (Event Hubs checkpoint stores).
+    pub blob_port: u16,
     pub queue_port: u16,
     pub http_port: u16,
     /// AMQP 1.0 (Service Bus).
@@ -71,9 +74,9 @@ pub struct Settings {
     /// AMQP over TLS, with its certificate chain and key; `None` when no certificate
     /// is configured or the port is 0.
     pub amqps: Option<Tls>,
-    /// Ports reserved for services still to come: Blob, Kafka. Not bound yet.
+    /// Ports reserved for services still to come: Kafka. Not bound yet.
     #[allow(dead_code)]
-    pub reserved_ports: [u16; 2],
+    pub reserved_ports: [u16; 1],
     pub durability: DurabilityArg,
     pub accounts: Accounts,
     pub log_level: String,
@@ -81,19 +84,24 @@ pub struct Settings {
     pub salvage: bool,
     /// Service Bus entities declared in the config file.
     pub servicebus: Option<crate::servicebus::UserConfig>,
+    /// Event hubs declared in the config file.
+    pub eventhubs: Option<crate::eventhubs::UserConfig>,
     /// Keys that sign Service Bus tokens (admin API, and later CBS).
     pub sas_keys: lapis_core::auth::sas_token::SasKeys,
 }
 
 impl Settings {
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
-        let (file, servicebus) = match &args.config {
+        let (file, servicebus, eventhubs) = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
                 let parsed: ConfigFile = serde_json::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
-                (parsed.lapis, parsed.user_config)
+                let section = |what: &str| format!("the {what} part of UserConfig in {}", path.display());
+                let servicebus = parsed.user_config.clone().map(serde_json::from_value).transpose().with_context(|| section("Service Bus"))?;
+                let eventhubs = parsed.user_config.map(serde_json::from_value).transpose().with_context(|| section("Event Hubs"))?;
+                (parsed.lapis, servicebus, eventhubs)
             }
-            None => (FileSettings::default(), None),
+            None => (FileSettings::default(), None, None),
         };
         let host_text = args.host.or(file.host).unwrap_or_else(|| "127.0.0.1".into());
         let host: IpAddr = host_text.parse().with_context(|| format!("--host {host_text:?} is not an IP address"))?;
@@ -135,16 +143,18 @@ impl Settings {
             storage,
             amqps,
             host,
+            blob_port: args.blob_port.or(file.blob_port).unwrap_or(10000),
             queue_port: args.queue_port.or(file.queue_port).unwrap_or(10001),
             http_port: args.http_port.or(file.http_port).unwrap_or(5300),
             amqp_port: args.amqp_port.or(file.amqp_port).unwrap_or(5672),
-            reserved_ports: [args.blob_port.or(file.blob_port).unwrap_or(10000), args.kafka_port.or(file.kafka_port).unwrap_or(9092)],
+            reserved_ports: [args.kafka_port.or(file.kafka_port).unwrap_or(9092)],
             durability: args.durability.or(file.durability).unwrap_or(DurabilityArg::Strict),
             accounts,
             log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
             enable_test_clock: args.enable_test_clock,
             salvage: args.salvage,
             servicebus,
+            eventhubs,
             sas_keys,
         })
     }

@@ -31,6 +31,9 @@ pub fn banner(s: &Settings) -> String {
     if s.queue_port != 0 {
         let _ = writeln!(out, "  Storage Queues   http://{host}:{}/<account>", s.queue_port);
     }
+    if s.blob_port != 0 {
+        let _ = writeln!(out, "  Blob             http://{host}:{}/<account> (checkpoint store subset)", s.blob_port);
+    }
     if s.amqp_port != 0 {
         let _ = writeln!(out, "  Service Bus      amqp://{host}:{}", s.amqp_port);
     }
@@ -49,15 +52,17 @@ pub fn banner(s: &Settings) -> String {
         let emulator = if s.host.is_loopback() { "UseDevelopmentEmulator=true;" } else { "" };
         let _ = writeln!(out, "Service Bus connection string:\n  Endpoint=sb://{sb_host}:{};SharedAccessKeyName={name};SharedAccessKey={key};{emulator}", s.amqp_port);
     }
-    if s.queue_port != 0 {
+    if s.queue_port != 0 || s.blob_port != 0 {
         let _ = writeln!(out, "Connection strings:");
         for account in s.accounts.names() {
             let key = if account == DEV_ACCOUNT { DEV_ACCOUNT_KEY.to_string() } else { "<its key>".to_string() };
-            let _ = writeln!(
-                out,
-                "  DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};QueueEndpoint=http://{host}:{}/{account};",
-                s.queue_port
-            );
+            let mut line = format!("  DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};");
+            for (name, port) in [("QueueEndpoint", s.queue_port), ("BlobEndpoint", s.blob_port)] {
+                if port != 0 {
+                    let _ = write!(line, "{name}=http://{host}:{port}/{account};");
+                }
+            }
+            let _ = writeln!(out, "{line}");
         }
     }
     out

@@ -1,9 +1,13 @@
 //! The `lapis` binary: command line, configuration, and the wiring of storage, core
 //! and protocol adapters into one server.
 
+mod admin_client;
+mod blob;
 mod cli;
 mod config;
+mod eh_cli;
 mod endpoints;
+mod eventhubs;
 mod sb_cli;
 mod serve;
 mod servicebus;
@@ -15,6 +19,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Sb(args) => sb_cli::run(args),
+        cli::Command::Eh(args) => eh_cli::run(args),
         cli::Command::ConnectionStrings(args) => config::Settings::resolve(args).map(|s| {
             print!("{}", endpoints::banner(&s));
         }),

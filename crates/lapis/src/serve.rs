@@ -11,20 +11,25 @@ use lapis_core::broker::Broker;
 use lapis_core::queue::{QueueService, Recovery};
 use lapis_core::{Clock, ShiftableClock, SystemClock};
 use lapis_http::admin::AdminApi;
+use lapis_http::blob::BlobApi;
 use lapis_http::queue::QueueApi;
 use lapis_store::{CompactionPolicy, Durability, JournalOptions, KvLog, MemoryStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::blob;
 use crate::cli::{DurabilityArg, ServeArgs};
 use crate::config::{Settings, Storage};
 use crate::endpoints;
+use crate::eventhubs;
 use crate::servicebus;
 
 const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(30);
 const COMPACTION_CHECK_EVERY: Duration = Duration::from_secs(5);
 const RELAXED_SYNC_INTERVAL: Duration = Duration::from_millis(50);
 const BROKER_UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often partitions drop events past their retention.
+const STREAM_RETENTION_EVERY: Duration = Duration::from_secs(30);
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
@@ -96,11 +101,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let backend = open_queue_service(&settings, clock.clone())?;
     let (queues, store) = (backend.service.clone(), backend.store.clone());
+    let blob_dir = match &settings.storage {
+        Storage::Disk(dir) => Some(dir.join("blob")),
+        Storage::Memory => None,
+    };
+    let blobs = blob::open(blob_dir.as_deref(), journal_options(&settings), clock.clone())?;
     let sb_dir = match &settings.storage {
         Storage::Disk(dir) => Some(dir.join("servicebus")),
         Storage::Memory => None,
     };
-    let servicebus = servicebus::open(sb_dir.as_deref(), journal_options(&settings), clock, settings.servicebus.as_ref()).await?;
+    let servicebus = servicebus::open(sb_dir.as_deref(), journal_options(&settings), clock.clone(), settings.servicebus.as_ref()).await?;
+    let eh_dir = match &settings.storage {
+        Storage::Disk(dir) => Some(dir.join("eventhubs")),
+        Storage::Memory => None,
+    };
+    let eventhubs = eventhubs::open(eh_dir.as_deref(), journal_options(&settings), clock, settings.eventhubs.as_ref()).await?;
+    let amqp_service = Arc::new(lapis_amqp::AmqpService {
+        broker: servicebus.broker.clone(),
+        streams: eventhubs.streams.clone(),
+        sas_keys: settings.sas_keys.clone(),
+    });
     // Dead letters forwarded to a topic are routed again by their stored properties.
     servicebus.broker.set_routing_reader(Arc::new(|body: &[u8]| lapis_amqp::message::to_outgoing(body.to_vec()).ok().map(|m| m.routing)));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -115,37 +135,61 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         });
         servers.spawn(lapis_http::server::serve(listener, move |req| api.clone().handle(req), shutdown_rx.clone()));
     }
+    if settings.blob_port != 0 {
+        let listener = bind(settings.host, settings.blob_port, "Blob").await?;
+        let api = Arc::new(BlobApi { service: blobs.service.clone(), accounts: Arc::new(settings.accounts.clone()), auth_clock: Arc::new(SystemClock) });
+        servers.spawn(lapis_http::server::serve(listener, move |req| api.clone().handle(req), shutdown_rx.clone()));
+    }
     if settings.amqp_port != 0 {
         let listener = bind(settings.host, settings.amqp_port, "AMQP").await?;
-        let service = Arc::new(lapis_amqp::AmqpService { broker: servicebus.broker.clone(), sas_keys: settings.sas_keys.clone() });
-        servers.spawn(lapis_amqp::serve(listener, service, None, shutdown_rx.clone()));
+        servers.spawn(lapis_amqp::serve(listener, amqp_service.clone(), None, shutdown_rx.clone()));
     }
     if let Some(tls) = &settings.amqps {
         let acceptor = lapis_amqp::tls::acceptor(&tls.cert, &tls.key)?;
         let listener = bind(settings.host, tls.port, "AMQP over TLS").await?;
-        let service = Arc::new(lapis_amqp::AmqpService { broker: servicebus.broker.clone(), sas_keys: settings.sas_keys.clone() });
-        servers.spawn(lapis_amqp::serve(listener, service, Some(acceptor), shutdown_rx.clone()));
+        servers.spawn(lapis_amqp::serve(listener, amqp_service.clone(), Some(acceptor), shutdown_rx.clone()));
     }
     if settings.http_port != 0 {
         let listener = bind(settings.host, settings.http_port, "HTTP").await?;
-        let admin = Arc::new(AdminApi { test_clock, broker: servicebus.broker.clone(), sas_keys: settings.sas_keys.clone() });
+        let admin = Arc::new(AdminApi { test_clock, broker: servicebus.broker.clone(), streams: eventhubs.streams.clone(), sas_keys: settings.sas_keys.clone() });
         servers.spawn(lapis_http::server::serve(listener, move |req| admin.clone().handle(req), shutdown_rx.clone()));
     }
     print!("{}", endpoints::banner(&settings));
 
     let maintenance = tokio::spawn(maintain(queues.clone(), store.clone()));
     let broker_upkeep = tokio::spawn(maintain_broker(servicebus.broker.clone(), servicebus.store.clone()));
+    let blob_upkeep = tokio::spawn(maintain_store(blobs.store.clone()));
+    let stream_upkeep = tokio::spawn(maintain_streams(eventhubs.streams.clone(), eventhubs.store.clone()));
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = shutdown_tx.send(true);
     while servers.join_next().await.is_some() {}
     maintenance.abort();
     broker_upkeep.abort();
-    for closing in [store.clone(), servicebus.store.clone()] {
+    blob_upkeep.abort();
+    stream_upkeep.abort();
+    for closing in [store.clone(), servicebus.store.clone(), blobs.store.clone(), eventhubs.store.clone()] {
         tokio::task::spawn_blocking(move || closing.close()).await?;
     }
+    let streams = eventhubs.streams.clone();
+    tokio::task::spawn_blocking(move || streams.close()).await?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Background upkeep of Event Hubs: retention of every partition, compaction of the
+/// hub records.
+async fn maintain_streams(streams: Arc<lapis_core::stream::StreamService>, store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(STREAM_RETENTION_EVERY);
+    loop {
+        tick.tick().await;
+        match streams.maintain().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "event hubs retention removed old events"),
+            Err(e) => tracing::warn!(error = %e, "event hubs retention failed"),
+        }
+        compact(&store).await;
+    }
 }
 
 /// Background upkeep: purge expired messages, compact storage.
@@ -173,6 +217,15 @@ async fn maintain_broker(broker: Arc<Broker>, store: Arc<dyn Store>) {
         if let Err(e) = broker.maintain().await {
             tracing::warn!(error = %e, "broker upkeep failed");
         }
+        compact(&store).await;
+    }
+}
+
+/// Background upkeep of a store that needs nothing but compaction (blobs).
+async fn maintain_store(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(COMPACTION_CHECK_EVERY);
+    loop {
+        tick.tick().await;
         compact(&store).await;
     }
 }

@@ -23,6 +23,19 @@ fn connection_strings_use_the_configured_port_and_the_dev_key() {
 }
 
 #[test]
+fn connection_strings_name_the_blob_endpoint_unless_it_is_off() {
+    let out = run(&["connection-strings", "--queue-port", "12345", "--blob-port", "12346", "--in-memory"]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("QueueEndpoint=http://127.0.0.1:12345/devstoreaccount1;BlobEndpoint=http://127.0.0.1:12346/devstoreaccount1;"), "{stdout}");
+    assert!(stdout.contains("  Blob             http://127.0.0.1:12346/<account>"), "{stdout}");
+    let out = run(&["connection-strings", "--queue-port", "0", "--in-memory"]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"), "{stdout}");
+    let out = run(&["connection-strings", "--blob-port", "0", "--in-memory"]);
+    assert!(!text(&out.stdout).contains("BlobEndpoint"));
+}
+
+#[test]
 fn config_file_settings_apply_and_flags_win() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lapis.json");

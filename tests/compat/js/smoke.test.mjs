@@ -18,7 +18,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomUUID } from "node:crypto";
 import { QueueServiceClient } from "@azure/storage-queue";
-import { freePort, sleep } from "./net_util.mjs";
+import { awaitHealthy, freePort } from "./net_util.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..", "..", "..");
@@ -54,16 +54,7 @@ async function startLapis() {
     proc.stderr.on("data", (d) => { log = (log + d).slice(-20000); });
     let exited = false;
     proc.once("exit", () => { exited = true; });
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline && !exited) {
-      try {
-        const r = await fetch(`http://127.0.0.1:${httpPort}/health`, { signal: AbortSignal.timeout(2000) });
-        if (r.status === 200) return queuePort;
-      } catch {
-        // not up yet
-      }
-      await sleep(50);
-    }
+    if (await awaitHealthy(httpPort, { exited: () => exited })) return queuePort;
     if (!exited) {
       proc.kill("SIGKILL");
       throw new Error(`lapis did not answer /health with 200 within 30 s\n${log}`);

@@ -108,6 +108,14 @@ impl Conn<'_> {
             let kind = if client_sends { LinkKind::CbsRequests } else { LinkKind::CbsAnswers };
             return self.accept_link(channel, attach, kind, None, None);
         }
+        if path == crate::eventhubs::management::NODE {
+            // Event Hubs' node; each request names its hub (and carries its own token).
+            let kind = if client_sends { LinkKind::HubManagementRequests } else { LinkKind::HubManagementAnswers };
+            return self.accept_link(channel, attach, kind, None, None);
+        }
+        if let Some(addr) = crate::eventhubs::address::parse(&path).filter(|a| self.service.streams.hub(a.hub()).is_ok()) {
+            return self.attach_hub_link(channel, attach, addr, path);
+        }
         let (node, management) = match path.strip_suffix(crate::management::SUFFIX) {
             Some(entity_path) => (entity_path.to_string(), true),
             None => (path.clone(), false),
@@ -217,7 +225,7 @@ impl Conn<'_> {
     }
 
     /// Replies to an attach and records the link.
-    fn accept_link(&mut self, channel: u16, attach: Attach, kind: LinkKind, authorized_by: Option<String>, property: Option<(Symbol, Value)>) -> Result<()> {
+    pub(super) fn accept_link(&mut self, channel: u16, attach: Attach, kind: LinkKind, authorized_by: Option<String>, property: Option<(Symbol, Value)>) -> Result<()> {
         let client_sends = attach.role == Role::Sender;
         let max_message = match &kind {
             LinkKind::EntityIn { entity } => self.service.broker.queue_config(entity).map(|c| c.max_message_bytes).unwrap_or(256 << 10),
@@ -228,7 +236,9 @@ impl Conn<'_> {
         // Senders that ask for rcv-settle-mode second ignore unsettled answers, so
         // Lapis settles on first; receivers keep the mode they asked for (Lapis always
         // answers their dispositions settled).
-        if client_sends {
+        // Event Hubs clients (the Rust one strictly) want rcv-settle-mode first echoed,
+        // and their own snd-settle-mode.
+        if client_sends || matches!(kind, LinkKind::HubOut { .. }) {
             reply.rcv_settle_mode = ReceiverSettleMode::First;
         }
         reply.initial_delivery_count = if client_sends { None } else { Some(0) };

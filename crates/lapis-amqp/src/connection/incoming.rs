@@ -97,7 +97,15 @@ impl Conn<'_> {
                 Answer::Now(DeliveryState::Accepted(Accepted {}))
             }
             LinkKind::Coordinator => self.on_coordinator_request(channel, delivery_id, settled, &bytes),
-            LinkKind::CbsAnswers | LinkKind::EntityOut { .. } | LinkKind::ManagementAnswers { .. } => {
+            LinkKind::HubIn { hub, target } => {
+                let (hub, target) = (hub.clone(), target.clone());
+                self.deliver_to_hub(channel, delivery_id, settled, &hub, &target, bytes, format)
+            }
+            LinkKind::HubManagementRequests => {
+                self.on_hub_management_request(channel, &bytes)?;
+                Answer::Now(DeliveryState::Accepted(Accepted {}))
+            }
+            LinkKind::CbsAnswers | LinkKind::EntityOut { .. } | LinkKind::ManagementAnswers { .. } | LinkKind::HubOut { .. } | LinkKind::HubManagementAnswers => {
                 Answer::Now(rejected(amqp(AmqpError::NotAllowed, "transfers go the other way on this link")))
             }
         };
@@ -179,7 +187,7 @@ impl Conn<'_> {
 
     /// Sends an answer on the link the request names in reply-to (by link name or
     /// terminus address), else on any answer link of its kind in the session.
-    fn answer_on(&mut self, channel: u16, reply_to: Option<String>, answers: impl Fn(&Link) -> bool, encoded: Vec<u8>, missing: &str) -> Result<()> {
+    pub(super) fn answer_on(&mut self, channel: u16, reply_to: Option<String>, answers: impl Fn(&Link) -> bool, encoded: Vec<u8>, missing: &str) -> Result<()> {
         let session = self.session(channel)?;
         let named = |l: &Link| reply_to.as_deref().is_some_and(|r| r == l.name || Some(r) == l.client_address.as_deref());
         let target = session

@@ -10,6 +10,7 @@
 //! (deliveries, credit, settlement) in [`outgoing`]; transactions in [`txn`].
 
 mod attach;
+mod hubs;
 mod incoming;
 mod outgoing;
 mod state;
@@ -154,8 +155,8 @@ impl Conn<'_> {
                 w.write_all(&self.out).await?;
                 self.out.clear();
             }
-            let wakers = self.wakers();
-            let waiting = !wakers.is_empty();
+            let waits = self.waits();
+            let waiting = !waits.is_empty();
             tokio::select! {
                 Some(done) = self.pending.next(), if !self.pending.is_empty() => self.complete(done),
                 frame = frames.recv(), if self.pending.len() < MAX_PENDING => {
@@ -185,7 +186,7 @@ impl Conn<'_> {
                         };
                     }
                 }
-                _ = woken(&wakers), if waiting => self.pump_all().await?,
+                _ = woken(waits), if waiting => self.pump_all().await?,
                 _ = recheck.tick(), if waiting => self.pump_all().await?,
                 _ = housekeeping.tick() => {
                     if !self.opened && tokio::time::Instant::now() > open_by {
@@ -385,12 +386,12 @@ impl Conn<'_> {
     }
 }
 
-/// Resolves when any of `wakers` is notified.
-async fn woken(wakers: &[std::sync::Arc<tokio::sync::Notify>]) {
-    if wakers.is_empty() {
+/// Resolves when any of `waits` does.
+async fn woken(waits: Vec<WaitFuture>) {
+    if waits.is_empty() {
         return std::future::pending().await;
     }
-    futures_util::future::select_all(wakers.iter().map(|w| Box::pin(w.notified()))).await;
+    futures_util::future::select_all(waits).await;
 }
 
 fn heartbeat_for(idle_time_out: Option<u32>) -> Option<tokio::time::Interval> {

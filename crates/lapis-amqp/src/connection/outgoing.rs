@@ -10,7 +10,7 @@ use fe2o3_amqp_types::performatives::{Disposition, Flow, Performative, Transfer}
 use fe2o3_amqp_types::primitives::Value;
 use lapis_core::broker::{BrokerError, PropertyValue, ReceiveMode, Settlement};
 
-use super::{txn, Completion, Conn, ConnectionError, LinkKind, Result, Unsettled};
+use super::{txn, Completion, Conn, ConnectionError, LinkKind, Result, Unsettled, WaitFuture};
 use crate::errors::broker_error;
 
 /// At most this many messages are taken from the broker per pump.
@@ -64,23 +64,44 @@ impl Conn<'_> {
     }
 
     /// What the connection's waiting receivers wait on: the wakers of the entities
-    /// that links with credit read from, and those session receivers wait for.
-    pub(super) fn wakers(&self) -> Vec<std::sync::Arc<tokio::sync::Notify>> {
-        let mut out: Vec<std::sync::Arc<tokio::sync::Notify>> = Vec::new();
-        // Only links that could send now: credit, room for unsettled deliveries, and
-        // room in the session window (else a wake-up would find nothing to do).
-        let links = self.sessions.values().filter(|s| s.window_left() > 0).flat_map(|s| s.links.values());
-        let ready = links.filter(|l| l.peer_credit > 0 && l.unsettled < MAX_UNSETTLED_PER_LINK);
-        let with_credit = ready.filter_map(|l| match &l.kind {
-            LinkKind::EntityOut { waker, .. } => Some(waker.clone()),
-            _ => None,
-        });
-        let attaching = self.waiting.iter().map(|w| self.service.broker.waker(&w.entity));
-        for w in with_credit.chain(attaching) {
-            if !out.iter().any(|o| std::sync::Arc::ptr_eq(o, &w)) {
-                out.push(w);
+    /// that links with credit read from, those session receivers wait for, new events
+    /// for hub consumers with credit, and any hub consumer losing its partition.
+    pub(super) fn waits(&self) -> Vec<WaitFuture> {
+        let mut notifies: Vec<std::sync::Arc<tokio::sync::Notify>> = Vec::new();
+        let mut out: Vec<WaitFuture> = Vec::new();
+        for s in self.sessions.values() {
+            // Only links that could send now: credit, room for unsettled deliveries,
+            // and room in the session window (else a wake-up would find nothing to do).
+            let room = s.window_left() > 0;
+            for l in s.links.values() {
+                let ready = room && l.peer_credit > 0 && l.unsettled < MAX_UNSETTLED_PER_LINK;
+                match &l.kind {
+                    LinkKind::EntityOut { waker, .. } if ready && !notifies.iter().any(|o| std::sync::Arc::ptr_eq(o, waker)) => {
+                        notifies.push(waker.clone());
+                    }
+                    LinkKind::HubOut { reader, .. } => {
+                        let (mut visible, mut kicked) = reader.watches();
+                        if ready {
+                            out.push(Box::pin(async move {
+                                let _ = visible.changed().await;
+                            }));
+                        }
+                        out.push(Box::pin(async move {
+                            if kicked.changed().await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        }));
+                    }
+                    _ => {}
+                }
             }
         }
+        for w in self.waiting.iter().map(|w| self.service.broker.waker(&w.entity)) {
+            if !notifies.iter().any(|o| std::sync::Arc::ptr_eq(o, &w)) {
+                notifies.push(w);
+            }
+        }
+        out.extend(notifies.into_iter().map(|n| -> WaitFuture { Box::pin(async move { n.notified().await }) }));
         out
     }
 
@@ -89,7 +110,7 @@ impl Conn<'_> {
         let waiting: Vec<(u16, u32)> = self
             .sessions
             .iter()
-            .flat_map(|(c, s)| s.links.iter().filter(|(_, l)| matches!(l.kind, LinkKind::EntityOut { .. }) && l.peer_credit > 0).map(|(h, _)| (*c, *h)))
+            .flat_map(|(c, s)| s.links.iter().filter(|(_, l)| matches!(l.kind, LinkKind::EntityOut { .. } | LinkKind::HubOut { .. })).map(|(h, _)| (*c, *h)))
             .collect();
         for (channel, handle) in waiting {
             self.pump(channel, handle).await?;
@@ -99,6 +120,9 @@ impl Conn<'_> {
 
     /// Sends messages on a receiver link while it has credit and the broker has messages.
     async fn pump(&mut self, channel: u16, handle: u32) -> Result<()> {
+        if matches!(self.session(channel)?.links.get(&handle).map(|l| &l.kind), Some(LinkKind::HubOut { .. })) {
+            return self.pump_hub(channel, handle).await;
+        }
         loop {
             let session = self.session(channel)?;
             let Some(link) = session.links.get(&handle) else { return Ok(()) };
@@ -182,7 +206,7 @@ impl Conn<'_> {
 
     /// Sends one message, split into frames that fit the peer's max frame size.
     /// Returns its delivery id.
-    fn transfer(&mut self, channel: u16, handle: u32, tag: Vec<u8>, settled: bool, bytes: &[u8]) -> Result<u32> {
+    pub(super) fn transfer(&mut self, channel: u16, handle: u32, tag: Vec<u8>, settled: bool, bytes: &[u8]) -> Result<u32> {
         let chunk = self.chunk_size();
         let session = self.session(channel)?;
         let delivery_id = session.next_outgoing_id;

@@ -37,6 +37,13 @@ pub(crate) enum LinkKind {
     ManagementAnswers { entity: String },
     /// The transaction coordinator: declare and discharge.
     Coordinator,
+    /// A producer sends events to an event hub (one partition, by key, or any).
+    HubIn { hub: String, target: lapis_core::stream::SendTarget },
+    /// A consumer reads one partition of a hub for a consumer group.
+    HubOut { reader: Box<lapis_core::stream::Reader>, runtime_metrics: bool },
+    /// Requests to the Event Hubs `$management` node, and its answers.
+    HubManagementRequests,
+    HubManagementAnswers,
 }
 
 pub(crate) struct Link {
@@ -119,6 +126,9 @@ pub(crate) struct Completion {
 }
 
 pub(crate) type PendingFuture = Pin<Box<dyn Future<Output = Completion> + Send>>;
+
+/// Something a waiting receiver waits for.
+pub(crate) type WaitFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A session receiver's attach waiting for a session to become free.
 pub(crate) struct WaitingAttach {

@@ -7,7 +7,7 @@ pub mod address;
 pub mod management;
 pub mod selector;
 
-use lapis_core::stream::StoredEvent;
+use lapis_core::stream::{StoredEvent, Visible};
 
 use crate::sections::{self, Annotation};
 
@@ -20,13 +20,24 @@ pub const PARTITION_KEY: &str = "x-opt-partition-key";
 pub const MAX_MESSAGE_SIZE: u64 = lapis_core::stream::MAX_EVENT_BYTES as u64;
 
 /// The event as a receiver gets it: the stored message with its sequence number,
-/// offset (a string, as the service writes it) and enqueued time.
-pub fn delivery(event: &StoredEvent) -> Result<Vec<u8>, sections::SectionError> {
+/// offset (a string, as the service writes it) and enqueued time; with `latest` (for
+/// receivers that asked for runtime metrics), the partition's last enqueued event in
+/// the delivery annotations.
+pub fn delivery(event: &StoredEvent, latest: Option<(Visible, i64)>) -> Result<Vec<u8>, sections::SectionError> {
     let offset = event.offset.to_string();
     let ours = [
         (SEQUENCE_NUMBER, Annotation::Long(event.seq)),
         (OFFSET, Annotation::Str(&offset)),
         (ENQUEUED_TIME, Annotation::Timestamp(event.enqueued_at)),
     ];
-    sections::annotate(&event.body, &ours)
+    let annotated = sections::annotate(&event.body, &ours)?;
+    let Some((last, now)) = latest else { return Ok(annotated) };
+    let last_offset = last.offset.to_string();
+    let metrics = [
+        ("last_enqueued_sequence_number", Annotation::Long(last.seq)),
+        ("last_enqueued_offset", Annotation::Str(&last_offset)),
+        ("last_enqueued_time_utc", Annotation::Timestamp(last.enqueued_at)),
+        ("runtime_info_retrieval_time_utc", Annotation::Timestamp(now)),
+    ];
+    sections::annotate_delivery(&annotated, &metrics)
 }

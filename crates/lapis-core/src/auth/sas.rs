@@ -1,9 +1,9 @@
 //! Shared access signatures: which fields they carry, the strings they sign, and
 //! whether one grants a given operation now.
 //!
-//! Account SAS (`ss`/`srt` present) grant across an account; queue (service) SAS are
-//! scoped to one queue and may take their window and permissions from a stored access
-//! policy (`si`).
+//! Account SAS (`ss`/`srt` present) grant across an account. Service SAS are scoped
+//! to one queue, or to one blob container (`sr=c`) or blob (`sr=b`); a queue SAS may
+//! take its window and permissions from a stored access policy (`si`).
 
 use crate::clock::Millis;
 use crate::time_fmt::parse_iso8601;
@@ -23,6 +23,15 @@ pub struct SasParams {
     pub spr: Option<String>,
     pub ses: Option<String>,
     pub si: Option<String>,
+    /// Blob service SAS: the signed resource, `c` (container) or `b` (blob).
+    pub sr: Option<String>,
+    /// Blob service SAS: response header overrides (Cache-Control,
+    /// Content-Disposition, Content-Encoding, Content-Language, Content-Type).
+    pub rscc: Option<String>,
+    pub rscd: Option<String>,
+    pub rsce: Option<String>,
+    pub rscl: Option<String>,
+    pub rsct: Option<String>,
     pub sig: String,
 }
 
@@ -41,6 +50,12 @@ impl SasParams {
             spr: get("spr"),
             ses: get("ses"),
             si: get("si"),
+            sr: get("sr"),
+            rscc: get("rscc"),
+            rscd: get("rscd"),
+            rsce: get("rsce"),
+            rscl: get("rscl"),
+            rsct: get("rsct"),
         })
     }
 
@@ -187,19 +202,56 @@ pub fn check_account_sas(sas: &SasParams, req: SasRequest<'_>) -> Result<(), Sas
 /// Checks a queue SAS for `queue`. `policy` is the stored access policy named by
 /// `si`, looked up by the caller (`None` when `si` names none).
 pub fn check_queue_sas(sas: &SasParams, req: SasRequest<'_>, queue: &str, policy: Option<&PolicyFields>) -> Result<(), SasError> {
-    let SasRequest { account, keys, needs, now, is_https } = req;
     let sts = format!(
-        "{}\n{}\n{}\n/queue/{account}/{queue}\n{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n/queue/{}/{queue}\n{}\n{}\n{}\n{}",
         field(&sas.sp),
         field(&sas.st),
         field(&sas.se),
+        req.account,
         field(&sas.si),
         field(&sas.sip),
         field(&sas.spr),
         field(&sas.sv),
     );
-    if !verify_any(keys, &sts, &sas.sig) {
-        return Err(bad_signature(&sts));
+    check_service_sas(sas, req, &sts, policy)
+}
+
+/// What a blob service SAS is checked against: the container, and the blob when the
+/// operation addresses one.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobTarget<'a> {
+    pub container: &'a str,
+    pub blob: Option<&'a str>,
+}
+
+/// Checks a blob service SAS (`sr=c` for a container and its blobs, `sr=b` for one
+/// blob) in the string-to-sign layout of its `sv`. Containers have no stored access
+/// policies here, so `si` never resolves.
+pub fn check_blob_sas(sas: &SasParams, req: SasRequest<'_>, target: BlobTarget<'_>) -> Result<(), SasError> {
+    let resource = match (field(&sas.sr), target.blob) {
+        ("c", _) => format!("/blob/{}/{}", req.account, target.container),
+        ("b", Some(blob)) => format!("/blob/{}/{}/{blob}", req.account, target.container),
+        ("b", None) => return Err(SasError::ResourceTypeMismatch),
+        (other, _) => return Err(SasError::AuthenticationFailed(format!("Signed resource [{other}] is not supported."))),
+    };
+    let sv = field(&sas.sv);
+    let mut parts = vec![field(&sas.sp), field(&sas.st), field(&sas.se), &resource, field(&sas.si), field(&sas.sip), field(&sas.spr), sv];
+    if sv >= "2018-11-09" {
+        // The signed resource, then the snapshot time (no snapshots are served).
+        parts.extend([field(&sas.sr), ""]);
+    }
+    if sv >= "2020-12-06" {
+        parts.push(field(&sas.ses));
+    }
+    parts.extend([field(&sas.rscc), field(&sas.rscd), field(&sas.rsce), field(&sas.rscl), field(&sas.rsct)]);
+    check_service_sas(sas, req, &parts.join("\n"), None)
+}
+
+/// What every service SAS checks once its string to sign is built: the signature, the
+/// stored policy it names, the validity window, the protocol and the permission.
+fn check_service_sas(sas: &SasParams, req: SasRequest<'_>, sts: &str, policy: Option<&PolicyFields>) -> Result<(), SasError> {
+    if !verify_any(req.keys, sts, &sas.sig) {
+        return Err(bad_signature(sts));
     }
     let (start, expiry, permission) = match (&sas.si, policy) {
         (Some(id), None) => {
@@ -217,9 +269,9 @@ pub fn check_queue_sas(sas: &SasParams, req: SasRequest<'_>, queue: &str, policy
         }
         (None, _) => (sas.st.clone(), sas.se.clone(), sas.sp.clone()),
     };
-    check_window(start.as_deref(), expiry.as_deref(), now)?;
-    check_protocol(&sas.spr, is_https)?;
-    match needs.service_permission {
+    check_window(start.as_deref(), expiry.as_deref(), req.now)?;
+    check_protocol(&sas.spr, req.is_https)?;
+    match req.needs.service_permission {
         Some(p) if permission.as_deref().unwrap_or("").contains(p) => Ok(()),
         _ => Err(SasError::PermissionMismatch),
     }
@@ -287,5 +339,43 @@ mod tests {
             Err(SasError::AuthenticationFailed(_))
         ));
         assert!(check_queue_sas(&sas, request(&keys), "q2", Some(&policy)).is_err());
+    }
+
+    fn blob_sas(sr: &str, resource: &str, sv: &str, sp: &str) -> SasParams {
+        let mut sas = SasParams {
+            sv: Some(sv.into()),
+            sr: Some(sr.into()),
+            sp: Some(sp.into()),
+            se: Some("2024-01-02T00:00:00Z".into()),
+            rsct: Some("text/plain".into()),
+            ..Default::default()
+        };
+        let sts = if sv >= "2020-12-06" {
+            format!("{sp}\n\n2024-01-02T00:00:00Z\n{resource}\n\n\n\n{sv}\n{sr}\n\n\n\n\n\n\ntext/plain")
+        } else {
+            format!("{sp}\n\n2024-01-02T00:00:00Z\n{resource}\n\n\n\n{sv}\n\n\n\n\ntext/plain")
+        };
+        sas.sig = sign(b"key", &sts);
+        sas
+    }
+
+    #[test]
+    fn blob_sas_is_scoped_to_its_container_or_blob() {
+        let keys = vec![b"key".to_vec()];
+        let read = SasNeeds { service: 'b', resource_type: ResourceType::Object, account_permissions: "r", service_permission: Some('r') };
+        let req = SasRequest { account: "acct", keys: &keys, needs: read, now: NOW, is_https: false };
+        let blob = BlobTarget { container: "c1", blob: Some("dir/b") };
+        let container_sas = blob_sas("c", "/blob/acct/c1", "2026-02-06", "rl");
+        assert_eq!(check_blob_sas(&container_sas, req, blob), Ok(()));
+        assert_eq!(check_blob_sas(&container_sas, req, BlobTarget { container: "c1", blob: None }), Ok(()));
+        assert!(matches!(check_blob_sas(&container_sas, req, BlobTarget { container: "c2", ..blob }), Err(SasError::AuthenticationFailed(_))));
+        let blob_only = blob_sas("b", "/blob/acct/c1/dir/b", "2026-02-06", "r");
+        assert_eq!(check_blob_sas(&blob_only, req, blob), Ok(()));
+        assert!(check_blob_sas(&blob_only, req, BlobTarget { blob: Some("dir/other"), ..blob }).is_err());
+        assert_eq!(check_blob_sas(&blob_only, req, BlobTarget { container: "c1", blob: None }), Err(SasError::ResourceTypeMismatch));
+        let old = blob_sas("c", "/blob/acct/c1", "2015-04-05", "r");
+        assert_eq!(check_blob_sas(&old, req, blob), Ok(()));
+        let write = SasRequest { needs: SasNeeds { service_permission: Some('w'), ..read }, ..req };
+        assert_eq!(check_blob_sas(&container_sas, write, blob), Err(SasError::PermissionMismatch));
     }
 }

@@ -17,12 +17,7 @@ pub const POP_RECEIPT_LEN: usize = 12;
 pub type PopReceipt = [u8; POP_RECEIPT_LEN];
 
 pub fn queue_key(account: &str, queue: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + account.len() + queue.len());
-    k.push(b'Q');
-    k.extend_from_slice(account.as_bytes());
-    k.push(0);
-    k.extend_from_slice(queue.as_bytes());
-    k
+    crate::storage_rules::named_key(b'Q', account, queue)
 }
 
 pub fn properties_key(account: &str) -> Vec<u8> {

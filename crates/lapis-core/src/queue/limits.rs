@@ -2,6 +2,7 @@
 
 use super::error::{QueueError, QueueResult};
 use super::model::{CorsRule, Metadata, ServicePropertiesUpdate, SignedIdentifier};
+use crate::storage_rules::{self, NameError};
 
 /// Largest message text, counted in UTF-8 bytes as sent (after any client base64).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -17,25 +18,16 @@ pub const DEFAULT_GET_VISIBILITY_SECS: i64 = 30;
 pub const MAX_LIST_RESULTS: i64 = 5000;
 /// Stored access policies per queue.
 pub const MAX_SIGNED_IDENTIFIERS: usize = 5;
-/// Total size of a queue's metadata names and values.
-pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 /// CORS rules per service.
 pub const MAX_CORS_RULES: usize = 5;
 
 /// Queue names: 3-63 characters of lowercase letters, digits and single dashes, not
 /// starting or ending with a dash.
 pub fn check_queue_name(name: &str) -> QueueResult<()> {
-    let valid_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !valid_chars || name.is_empty() {
-        return Err(QueueError::InvalidResourceName);
-    }
-    if !(3..=63).contains(&name.len()) {
-        return Err(QueueError::ResourceNameLength);
-    }
-    if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
-        return Err(QueueError::InvalidResourceName);
-    }
-    Ok(())
+    storage_rules::check_resource_name(name).map_err(|e| match e {
+        NameError::InvalidCharacters => QueueError::InvalidResourceName,
+        NameError::Length => QueueError::ResourceNameLength,
+    })
 }
 
 pub fn check_range(name: &'static str, value: i64, min: i64, max: i64) -> QueueResult<()> {
@@ -46,23 +38,9 @@ pub fn check_range(name: &'static str, value: i64, min: i64, max: i64) -> QueueR
 }
 
 /// Metadata names must be C# identifiers, unique regardless of case, and the whole set
-/// at most 8 KiB.
+/// at most 8 KiB; queues report every violation as invalid metadata.
 pub fn check_metadata(metadata: &Metadata) -> QueueResult<()> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut total = 0;
-    for (name, value) in metadata {
-        let mut chars = name.chars();
-        let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ident || !seen.insert(name.to_ascii_lowercase()) {
-            return Err(QueueError::InvalidMetadata);
-        }
-        total += name.len() + value.len();
-    }
-    if total > MAX_METADATA_BYTES {
-        return Err(QueueError::InvalidMetadata);
-    }
-    Ok(())
+    storage_rules::check_metadata(metadata).map_err(|_| QueueError::InvalidMetadata)
 }
 
 fn bad_xml(detail: impl Into<String>) -> QueueError {

@@ -4,8 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 
-/// Name/value pairs in the case they were given; names compare case-insensitively.
-pub type Metadata = Vec<(String, String)>;
+pub use crate::storage_rules::Metadata;
 
 /// A stored access policy on a queue (`SignedIdentifier` in the REST API).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

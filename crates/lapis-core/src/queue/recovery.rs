@@ -5,18 +5,16 @@
 //! folded per key first and queues and messages are joined at the end.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use lapis_store::{ReplayEvent, StoreResult};
 
 use super::codec::{self, Key, MessageState, QueueRecord};
 use super::model::ServiceProperties;
-use super::state::{hold_body, release_body, Body, Message, QueueState, DEFAULT_INLINE_BODY_BUDGET};
+use super::state::{Body, InlineBudget, Message, QueueState, DEFAULT_INLINE_BODY_BUDGET};
 
 /// Accumulates replayed events.
 pub struct Recovery {
-    keeps_values: bool,
-    budget: AtomicI64,
+    budget: InlineBudget,
     queues: BTreeMap<Vec<u8>, QueueRecord>,
     properties: HashMap<String, ServiceProperties>,
     states: BTreeMap<(u64, u128), MessageState>,
@@ -35,8 +33,7 @@ impl Recovery {
     /// `keeps_values`: whether the store can read message text back later.
     pub fn new(keeps_values: bool) -> Recovery {
         Recovery {
-            keeps_values,
-            budget: AtomicI64::new(DEFAULT_INLINE_BODY_BUDGET),
+            budget: InlineBudget::new(keeps_values, DEFAULT_INLINE_BODY_BUDGET),
             queues: BTreeMap::new(),
             properties: HashMap::new(),
             states: BTreeMap::new(),
@@ -54,7 +51,7 @@ impl Recovery {
 
     fn drop_body(&mut self, key: (u64, u128)) {
         if let Some(old) = self.bodies.remove(&key) {
-            release_body(&self.budget, self.keeps_values, &old);
+            self.budget.release(&old);
         }
     }
 
@@ -78,7 +75,7 @@ impl Recovery {
                 }
                 Key::MessageBody { queue_id, message_id } => {
                     self.drop_body((queue_id, message_id));
-                    let body = hold_body(&self.budget, self.keeps_values, value.to_vec());
+                    let body = self.budget.hold(value.to_vec());
                     self.bodies.insert((queue_id, message_id), body);
                 }
                 Key::MessagesOf { .. } | Key::Unknown => tracing::warn!("recovery: ignoring an unknown key"),
@@ -131,7 +128,7 @@ impl Recovery {
             queues: by_id.into_values().collect(),
             properties: self.properties,
             next_queue_id: max_id + 1,
-            inline_budget_left: self.budget.load(Ordering::Relaxed),
+            inline_budget_left: self.budget.left(),
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -20,7 +20,7 @@ use super::error::{QueueError, QueueResult};
 use super::limits::{self, *};
 use super::model::*;
 use super::recovery::Recovery;
-use super::state::{hold_body, release_body, Body, Message, QueueState};
+use super::state::{Body, InlineBudget, Message, QueueState};
 use crate::clock::{Clock, Millis};
 use crate::time_fmt::MAX_MS;
 
@@ -32,7 +32,7 @@ pub struct QueueService {
     queues: RwLock<BTreeMap<(String, String), QueueRef>>,
     properties: RwLock<HashMap<String, ServiceProperties>>,
     next_queue_id: AtomicU64,
-    inline_budget: AtomicI64,
+    bodies: InlineBudget,
 }
 
 fn new_pop_receipt() -> PopReceipt {
@@ -90,22 +90,22 @@ impl QueueService {
             (key, Arc::new(Mutex::new(q)))
         });
         QueueService {
+            bodies: InlineBudget::new(store.keeps_values_on_disk(), rebuilt.inline_budget_left),
             store,
             clock,
             queues: RwLock::new(queues.collect()),
             properties: RwLock::new(rebuilt.properties),
             next_queue_id: AtomicU64::new(rebuilt.next_queue_id),
-            inline_budget: AtomicI64::new(rebuilt.inline_budget_left),
         }
     }
 
     /// Keeps `text` in memory if the store cannot read it back or the budget allows.
     fn hold_body(&self, text: String) -> Body {
-        hold_body(&self.inline_budget, self.store.keeps_values_on_disk(), text.into_bytes())
+        self.bodies.hold(text.into_bytes())
     }
 
     fn release_body(&self, body: &Body) {
-        release_body(&self.inline_budget, self.store.keeps_values_on_disk(), body)
+        self.bodies.release(body)
     }
 
     fn queue(&self, account: &str, name: &str) -> QueueResult<QueueRef> {
@@ -206,21 +206,11 @@ impl QueueService {
     pub fn list_queues(&self, account: &str, prefix: &str, marker: Option<&str>, max_results: Option<i64>) -> QueueResult<QueuePage> {
         let max = max_results.unwrap_or(MAX_LIST_RESULTS);
         check_range("maxresults", max, 1, MAX_LIST_RESULTS)?;
-        let start = marker.filter(|m| !m.is_empty()).unwrap_or(prefix).to_string();
         let queues = self.queues.read();
-        let mut page = Vec::new();
-        let mut next_marker = None;
-        let from = (account.to_string(), start);
-        for ((acct, name), q) in queues.range(from..) {
-            if acct != account || !name.starts_with(prefix) {
-                break;
-            }
-            if page.len() as i64 == max {
-                next_marker = Some(name.clone());
-                break;
-            }
-            page.push(QueueListing { name: name.clone(), metadata: q.lock().record.metadata.clone() });
-        }
+        let (page, next_marker) = crate::storage_rules::page(&queues, account, prefix, marker, max as usize, |name, q| QueueListing {
+            name: name.to_string(),
+            metadata: q.lock().record.metadata.clone(),
+        });
         Ok(QueuePage { queues: page, next_marker })
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-pub use crate::body::{hold_body, release_body, Body, DEFAULT_INLINE_BODY_BUDGET};
+pub use crate::body::{hold_body, release_body, Body, InlineBudget, DEFAULT_INLINE_BODY_BUDGET};
 
 use super::codec::{MessageState, QueueRecord};
 use crate::clock::Millis;

@@ -9,7 +9,7 @@ pub enum StreamError {
     HubNotFound(String),
     #[error("The messaging entity '{0}' already exists.")]
     HubAlreadyExists(String),
-    #[error("The consumer group '{group}' of '{hub}' could not be found.")]
+    #[error("The messaging entity '{hub}/consumergroups/{group}' could not be found.")]
     ConsumerGroupNotFound { hub: String, group: String },
     #[error("The consumer group '{0}' already exists.")]
     ConsumerGroupAlreadyExists(String),

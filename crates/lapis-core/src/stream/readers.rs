@@ -114,6 +114,12 @@ impl Reader {
         Ok(self.log.read(&mut self.cursor, max_events, max_bytes).await?)
     }
 
+    /// Marks the newest visible event as seen, before reading: a watch cloned after
+    /// this fires only for events that become visible later.
+    pub fn mark_seen(&mut self) {
+        self.visible.borrow_and_update();
+    }
+
     /// Whether visible events wait for this reader.
     pub fn has_events(&self) -> bool {
         self.cursor.next_seq <= self.visible.borrow().seq

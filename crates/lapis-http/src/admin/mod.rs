@@ -1,8 +1,11 @@
 //! The HTTP port's own endpoints: `GET /health` for readiness; the admin API
-//! (`/admin/servicebus/…`: queues, topics, subscriptions, rules; see [`servicebus`]); and, when the server runs
+//! (`/admin/servicebus/…`: queues, topics, subscriptions, rules, see [`servicebus`];
+//! `/admin/eventhubs/…`: hubs and consumer groups, see [`eventhubs`]); and, when the server runs
 //! with `--enable-test-clock`, `POST /_lapis/clock/advance?seconds=N`, which moves the
 //! services' clock forward so tests need not sleep.
 
+mod eventhubs;
+mod json;
 mod servicebus;
 
 use std::sync::Arc;
@@ -21,6 +24,7 @@ pub struct AdminApi {
     /// Present only when the test clock is enabled.
     pub test_clock: Option<Arc<ShiftableClock>>,
     pub broker: Arc<Broker>,
+    pub streams: Arc<lapis_core::stream::StreamService>,
     /// Keys that sign admin requests' tokens.
     pub sas_keys: SasKeys,
 }
@@ -61,6 +65,7 @@ impl AdminApi {
                 }
             }
             (_, path) if path.starts_with(servicebus::PREFIX) => servicebus::handle(&self, req).await,
+            (_, path) if path.starts_with(eventhubs::PREFIX) => eventhubs::handle(&self, req).await,
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }

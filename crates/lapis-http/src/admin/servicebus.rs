@@ -14,32 +14,16 @@
 //! exists), `If-Match: *` update-only (404). `PUT` on a rule adds it (201; 409 if the
 //! name is taken). `DELETE` removes (204).
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use lapis_core::auth::sas_token;
+use hyper::{Method, Request, StatusCode};
 use lapis_core::broker::{subscription_path, Broker, BrokerError, Defaults, QueueConfig, QueueProperties, RuleProperties};
-use lapis_core::Clock;
 use serde_json::{json, Value};
 
-use super::{AdminApi, MAX_ADMIN_BODY};
+use super::json::{authorize, error, read_json, reply};
+use super::AdminApi;
 use crate::server::HttpResponse;
 
 pub const PREFIX: &str = "/admin/servicebus/";
-
-fn reply(status: StatusCode, body: Value) -> HttpResponse {
-    let bytes = if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) };
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(bytes))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
-
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
-    reply(status, json!({"error": {"code": code, "message": message.into()}}))
-}
 
 fn from_broker(e: BrokerError) -> HttpResponse {
     let (status, code) = match &e {
@@ -62,17 +46,6 @@ fn describe(name: &str, config: &QueueConfig, active: usize, dead_lettered: usiz
         "ActiveMessageCount": active,
         "DeadLetterMessageCount": dead_lettered,
     })
-}
-
-/// Why the request's token does not authorize it, if it does not.
-fn authorize(api: &AdminApi, req: &Request<Incoming>) -> Result<(), String> {
-    let token = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .ok_or("an Authorization header with a SharedAccessSignature token is required")?;
-    let now = lapis_core::SystemClock.now_ms();
-    sas_token::verify(token, &api.sas_keys, now).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// What a path names.
@@ -167,18 +140,6 @@ fn deleted(result: Result<(), BrokerError>) -> HttpResponse {
         Ok(()) => reply(StatusCode::NO_CONTENT, Value::Null),
         Err(e) => from_broker(e),
     }
-}
-
-async fn read_json<T: serde::de::DeserializeOwned + Default>(req: Request<Incoming>) -> Result<T, HttpResponse> {
-    let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
-        .collect()
-        .await
-        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "BadRequest", format!("the body exceeds {MAX_ADMIN_BODY} bytes")))?
-        .to_bytes();
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(&body).map_err(|e| error(StatusCode::BAD_REQUEST, "BadRequest", format!("invalid properties: {e}")))
 }
 
 /// The kind of entity a PUT makes.

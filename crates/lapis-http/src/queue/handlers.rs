@@ -7,6 +7,7 @@ use lapis_core::time_fmt::rfc1123;
 use super::ops::QueueOp;
 use super::xml;
 use crate::server::HttpResponse;
+use crate::storage::listing::ListEcho;
 use crate::storage::response::{Reply, ResponseContext};
 use crate::storage::{StorageError, StorageRequest};
 
@@ -16,12 +17,8 @@ pub async fn run(service: &QueueService, op: QueueOp, req: &StorageRequest, ctx:
     let message_id = || req.segments.get(2).map(String::as_str).unwrap_or("");
     let reply = match op {
         QueueOp::ListQueues => {
-            let prefix = req.param("prefix");
-            let marker = req.param("marker");
-            let max_results = req.int_param("maxresults")?;
-            let include_metadata = req.param("include").is_some_and(|v| v.split(',').any(|i| i.trim() == "metadata"));
-            let page = service.list_queues(account, prefix.unwrap_or(""), marker, max_results)?;
-            let echo = xml::ListEcho { endpoint: &req.endpoint, prefix, marker, max_results, include_metadata };
+            let echo = ListEcho::from_request(req)?;
+            let page = service.list_queues(account, echo.prefix.unwrap_or(""), echo.marker, echo.max_results)?;
             Reply::status(StatusCode::OK).xml(xml::queue_list(&page, &echo))
         }
         QueueOp::GetServiceProperties => Reply::status(StatusCode::OK).xml(xml::service_properties(&service.service_properties(account))),
@@ -47,12 +44,7 @@ pub async fn run(service: &QueueService, op: QueueOp, req: &StorageRequest, ctx:
         }
         QueueOp::GetMetadata => {
             let (metadata, count) = service.queue_metadata(account, queue())?;
-            req.original_case.respond_with(metadata.iter().map(|(k, _)| k.as_str()));
-            let mut reply = Reply::status(StatusCode::OK).header("x-ms-approximate-messages-count", count.to_string());
-            for (k, v) in metadata {
-                reply = reply.dynamic_header(&format!("x-ms-meta-{k}"), v);
-            }
-            reply
+            Reply::status(StatusCode::OK).header("x-ms-approximate-messages-count", count.to_string()).metadata(req, &metadata)
         }
         QueueOp::SetMetadata => {
             service.set_queue_metadata(account, queue(), req.metadata()).await?;

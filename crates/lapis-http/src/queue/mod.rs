@@ -10,15 +10,13 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request};
-use lapis_core::auth::Accounts;
 use lapis_core::auth::sas::PolicyFields;
 use lapis_core::queue::{limits, QueueService};
-use lapis_core::Clock;
 
 use crate::server::HttpResponse;
 use crate::storage::auth::{self, SasScope};
 use crate::storage::response::{error_reply, ResponseContext};
-use crate::storage::{StorageError, StorageRequest};
+use crate::storage::{StorageApi, StorageError, StorageRequest};
 use ops::QueueOp;
 
 /// Largest request body the queue endpoint reads. A 64 KiB message can grow several
@@ -26,21 +24,12 @@ use ops::QueueOp;
 pub const MAX_REQUEST_BODY: usize = 1 << 20;
 
 /// Everything the queue endpoint needs to answer requests.
-pub struct QueueApi {
-    pub service: Arc<QueueService>,
-    pub accounts: Arc<Accounts>,
-    /// The clock SAS validity and request dates are checked against.
-    pub auth_clock: Arc<dyn Clock>,
-}
+pub type QueueApi = StorageApi<QueueService>;
 
 impl QueueApi {
     /// Answers one HTTP request.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> HttpResponse {
-        let ctx = ResponseContext::new(
-            req.method(),
-            req.headers().get("x-ms-version").and_then(|v| v.to_str().ok()),
-            req.headers().get("x-ms-client-request-id").and_then(|v| v.to_str().ok()),
-        );
+        let ctx = ResponseContext::of(&req);
         let req = match StorageRequest::read(req, MAX_REQUEST_BODY).await {
             Ok(r) => r,
             Err(e) => return error_reply(&e, &ctx),
@@ -59,17 +48,11 @@ impl QueueApi {
     }
 
     async fn dispatch(&self, req: StorageRequest, ctx: &ResponseContext) -> Result<HttpResponse, StorageError> {
-        if let Some(v) = req.header("x-ms-version") {
-            if !looks_like_version(v) {
-                return Err(StorageError::invalid_header("x-ms-version", v));
-            }
-        }
+        req.check_version()?;
         if req.method == Method::OPTIONS {
             return cors::preflight(&self.service, &req, ctx);
         }
-        if req.account.is_empty() || self.accounts.keys(&req.account).is_none() {
-            return Err(StorageError::authentication_failed(format!("No account named {:?}.", req.account)));
-        }
+        req.check_account(&self.accounts)?;
         let op = QueueOp::classify(&req)?;
         let queue = req.segments.first().cloned();
         if let Some(name) = &queue {
@@ -87,10 +70,4 @@ impl QueueApi {
         auth::authenticate(&req, &self.accounts, op.sas_needs(), scope, self.auth_clock.now_ms())?;
         handlers::run(&self.service, op, &req, ctx).await
     }
-}
-
-/// Any `YYYY-MM-DD` is accepted: clients newer than this server still work.
-fn looks_like_version(v: &str) -> bool {
-    let b = v.as_bytes();
-    b.len() == 10 && b[4] == b'-' && b[7] == b'-' && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }

@@ -5,6 +5,7 @@ use lapis_core::queue::*;
 use lapis_core::time_fmt::rfc1123;
 use roxmltree::Node;
 
+use crate::storage::listing::{self, ListEcho};
 use crate::storage::StorageError;
 use crate::xml::{self, child, child_bool, child_text, children, element};
 
@@ -41,41 +42,19 @@ pub fn messages(list: &[ReceivedMessage]) -> String {
     s
 }
 
-pub struct ListEcho<'a> {
-    pub endpoint: &'a str,
-    pub prefix: Option<&'a str>,
-    pub marker: Option<&'a str>,
-    pub max_results: Option<i64>,
-    pub include_metadata: bool,
-}
-
 pub fn queue_list(page: &QueuePage, echo: &ListEcho<'_>) -> String {
-    let mut s = format!("<EnumerationResults ServiceEndpoint=\"{}\">", xml::escape(echo.endpoint));
-    if let Some(p) = echo.prefix {
-        element(&mut s, "Prefix", p);
-    }
-    if let Some(m) = echo.marker {
-        element(&mut s, "Marker", m);
-    }
-    if let Some(n) = echo.max_results {
-        element(&mut s, "MaxResults", &n.to_string());
-    }
+    let mut s = echo.open("");
     s.push_str("<Queues>");
     for q in &page.queues {
         s.push_str("<Queue>");
         element(&mut s, "Name", &q.name);
         if echo.include_metadata {
-            s.push_str("<Metadata>");
-            for (k, v) in &q.metadata {
-                element(&mut s, k, v);
-            }
-            s.push_str("</Metadata>");
+            listing::metadata(&mut s, &q.metadata);
         }
         s.push_str("</Queue>");
     }
     s.push_str("</Queues>");
-    element(&mut s, "NextMarker", page.next_marker.as_deref().unwrap_or(""));
-    s.push_str("</EnumerationResults>");
+    listing::close(&mut s, page.next_marker.as_deref());
     s
 }
 

@@ -2,7 +2,7 @@
 //! built from the HTTP request here, verified by the core), then account SAS and
 //! service SAS from the query string.
 
-use lapis_core::auth::sas::{self, PolicyFields, SasNeeds, SasParams, SasRequest};
+use lapis_core::auth::sas::{self, BlobTarget, PolicyFields, SasNeeds, SasParams, SasRequest};
 use lapis_core::auth::{verify_any, Accounts};
 use lapis_core::clock::Millis;
 use lapis_core::time_fmt;
@@ -19,6 +19,8 @@ pub enum SasScope<'a> {
     AccountOnly,
     /// A queue: its SAS may name one of its stored access policies.
     Queue { name: &'a str, policy: &'a dyn Fn(&str) -> Option<PolicyFields> },
+    /// A blob container, or a blob in it.
+    Blob(BlobTarget<'a>),
 }
 
 fn header_or_empty<'a>(req: &'a StorageRequest, name: &str) -> &'a str {
@@ -166,5 +168,6 @@ pub fn authenticate(req: &StorageRequest, accounts: &Accounts, needs: SasNeeds, 
             let stored = params.si.as_deref().and_then(policy);
             Ok(sas::check_queue_sas(&params, sas_request, name, stored.as_ref())?)
         }
+        SasScope::Blob(target) => Ok(sas::check_blob_sas(&params, sas_request, target)?),
     }
 }

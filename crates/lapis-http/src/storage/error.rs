@@ -4,7 +4,9 @@
 
 use hyper::StatusCode;
 use lapis_core::auth::sas::SasError;
+use lapis_core::blob::BlobError;
 use lapis_core::queue::QueueError;
+use lapis_core::time_fmt::rfc1123;
 
 #[derive(Debug, Clone)]
 pub struct StorageError {
@@ -13,16 +15,36 @@ pub struct StorageError {
     pub message: String,
     /// Extra elements after `<Message>`, such as `QueryParameterName`.
     pub details: Vec<(&'static str, String)>,
+    /// Extra response headers, such as `Content-Range` on a 416.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl StorageError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        StorageError { status, code, message: message.into(), details: Vec::new() }
+        StorageError { status, code, message: message.into(), details: Vec::new(), headers: Vec::new() }
     }
 
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.details.push((name, value.into()));
         self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn out_of_range_parameter(name: &str, value: i64, min: i64, max: i64) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "OutOfRangeQueryParameterValue", "One of the query parameters specified in the request URI is outside the permissible range.")
+            .with("QueryParameterName", name)
+            .with("QueryParameterValue", value.to_string())
+            .with("MinimumAllowed", min.to_string())
+            .with("MaximumAllowed", max.to_string())
+    }
+
+    pub fn missing_header(name: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not specified.")
+            .with("HeaderName", name)
     }
 
     pub fn authentication_failed(detail: impl Into<String>) -> Self {
@@ -100,18 +122,43 @@ impl From<QueueError> for StorageError {
             QueueError::MessageNotFound => StorageError::new(StatusCode::NOT_FOUND, "MessageNotFound", message),
             QueueError::InvalidResourceName => StorageError::new(StatusCode::BAD_REQUEST, "InvalidResourceName", message),
             QueueError::ResourceNameLength => StorageError::new(StatusCode::BAD_REQUEST, "OutOfRangeInput", message),
-            QueueError::OutOfRange { name, value, min, max } => {
-                StorageError::new(StatusCode::BAD_REQUEST, "OutOfRangeQueryParameterValue", message)
-                    .with("QueryParameterName", name)
-                    .with("QueryParameterValue", value.to_string())
-                    .with("MinimumAllowed", min.to_string())
-                    .with("MaximumAllowed", max.to_string())
-            }
+            QueueError::OutOfRange { name, value, min, max } => StorageError::out_of_range_parameter(name, value, min, max),
             QueueError::InvalidParameter { name, value, reason } => StorageError::invalid_query_parameter(name, &value, reason),
             QueueError::MessageTooLarge { limit } => StorageError::body_too_large(limit),
             QueueError::InvalidXml { detail } => StorageError::invalid_xml(detail),
             QueueError::InvalidMetadata => StorageError::new(StatusCode::BAD_REQUEST, "InvalidMetadata", message),
             QueueError::Store(e) => StorageError::internal(e),
+        }
+    }
+}
+
+impl From<BlobError> for StorageError {
+    fn from(e: BlobError) -> Self {
+        let message = e.to_string();
+        let bad_request = |code| StorageError::new(StatusCode::BAD_REQUEST, code, message.clone());
+        match e {
+            BlobError::ContainerNotFound => StorageError::new(StatusCode::NOT_FOUND, "ContainerNotFound", message),
+            BlobError::ContainerAlreadyExists => StorageError::new(StatusCode::CONFLICT, "ContainerAlreadyExists", message),
+            BlobError::BlobNotFound => StorageError::new(StatusCode::NOT_FOUND, "BlobNotFound", message),
+            BlobError::BlobAlreadyExists => StorageError::new(StatusCode::CONFLICT, "BlobAlreadyExists", message),
+            BlobError::InvalidResourceName => bad_request("InvalidResourceName"),
+            BlobError::ResourceNameLength => bad_request("OutOfRangeInput"),
+            BlobError::ConditionNotMet => StorageError::new(StatusCode::PRECONDITION_FAILED, "ConditionNotMet", message),
+            BlobError::NotModified { etag, last_modified } => StorageError::new(StatusCode::NOT_MODIFIED, "ConditionNotMet", message)
+                .with_header("etag", etag)
+                .with_header("last-modified", rfc1123(last_modified)),
+            BlobError::UnsatisfiableCondition => bad_request("UnsatisfiableCondition"),
+            BlobError::InvalidRange { size } => StorageError::new(StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange", message)
+                .with_header("content-range", format!("bytes */{size}")),
+            BlobError::BlobTooLarge { limit } => StorageError::body_too_large(limit),
+            BlobError::InvalidMetadata => bad_request("InvalidMetadata"),
+            BlobError::MetadataTooLarge => bad_request("MetadataTooLarge"),
+            BlobError::InvalidMd5 => bad_request("InvalidMd5"),
+            BlobError::Md5Mismatch { given, computed } => {
+                bad_request("Md5Mismatch").with("UserSpecifiedMd5", given).with("ServerCalculatedMd5", computed)
+            }
+            BlobError::OutOfRange { name, value, min, max } => StorageError::out_of_range_parameter(name, value, min, max),
+            BlobError::Store(e) => StorageError::internal(e),
         }
     }
 }

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::HeaderMap;
 use hyper::{Method, Request};
+use lapis_core::auth::Accounts;
 use percent_encoding::percent_decode_str;
 
 use super::error::StorageError;
@@ -16,6 +17,35 @@ use crate::header_case::OriginalCase;
 
 /// How long a client may take to send its body once the headers are in.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes past a body's limit that are still read (and dropped) before refusing it, so
+/// that a client still sending can read the 413 instead of a reset connection.
+pub const MAX_DRAINED_BYTES: usize = 16 << 20;
+
+/// Why a body could not be taken.
+enum BodyError {
+    TooLarge,
+    Unreadable,
+}
+
+/// Collects `body` up to `max` bytes (`expected` is the announced length, if any). A
+/// longer one is read on to its end (within [`MAX_DRAINED_BYTES`] more) and refused.
+async fn collect_bounded(mut body: Incoming, max: usize, expected: Option<usize>) -> Result<Bytes, BodyError> {
+    let mut kept = BytesMut::with_capacity(expected.unwrap_or(0).min(max));
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyError::Unreadable)?.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen <= max {
+            kept.extend_from_slice(&data);
+        } else if seen - max > MAX_DRAINED_BYTES {
+            break;
+        }
+    }
+    if seen > max {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(kept.freeze())
+}
 
 pub struct StorageRequest {
     pub method: Method,
@@ -80,13 +110,15 @@ impl StorageRequest {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             query.entry(decode(k).to_ascii_lowercase()).or_default().push(decode(v));
         }
-        let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max_body).collect()).await {
+        let declared = parts.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|n| n.saturating_sub(max_body) > MAX_DRAINED_BYTES) {
+            return Err(StorageError::body_too_large(max_body));
+        }
+        let body = match tokio::time::timeout(BODY_TIMEOUT, collect_bounded(body, max_body, declared)).await {
             Err(_) => return Err(StorageError::request_timeout()),
-            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                return Err(StorageError::body_too_large(max_body));
-            }
-            Ok(Err(_)) => return Err(StorageError::invalid_input("The request body could not be read.")),
-            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(BodyError::TooLarge)) => return Err(StorageError::body_too_large(max_body)),
+            Ok(Err(BodyError::Unreadable)) => return Err(StorageError::invalid_input("The request body could not be read.")),
+            Ok(Ok(bytes)) => bytes,
         };
         Ok(StorageRequest {
             method: parts.method,
@@ -100,6 +132,23 @@ impl StorageRequest {
             body,
             original_case,
         })
+    }
+
+    /// What every storage endpoint checks first: an `x-ms-version` that looks like a
+    /// version (any `YYYY-MM-DD`, so clients newer than this server still work).
+    pub fn check_version(&self) -> Result<(), StorageError> {
+        match self.header("x-ms-version") {
+            Some(v) if !looks_like_version(v) => Err(StorageError::invalid_header("x-ms-version", v)),
+            _ => Ok(()),
+        }
+    }
+
+    /// That the addressed account exists.
+    pub fn check_account(&self, accounts: &Accounts) -> Result<(), StorageError> {
+        if self.account.is_empty() || accounts.keys(&self.account).is_none() {
+            return Err(StorageError::authentication_failed(format!("No account named {:?}.", self.account)));
+        }
+        Ok(())
     }
 
     /// The first value of query parameter `name` (lowercase).
@@ -130,8 +179,18 @@ impl StorageRequest {
             .collect()
     }
 
+    /// Whether a comma-separated query parameter (such as `include`) lists `item`.
+    pub fn param_lists(&self, name: &str, item: &str) -> bool {
+        self.param(name).is_some_and(|v| v.split(',').any(|i| i.trim() == item))
+    }
+
     /// The body as UTF-8 text.
     pub fn body_text(&self) -> Result<&str, StorageError> {
         std::str::from_utf8(&self.body).map_err(|_| StorageError::invalid_xml("The request body is not valid UTF-8."))
     }
+}
+
+fn looks_like_version(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 10 && b[4] == b'-' && b[7] == b'-' && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }

@@ -4,10 +4,11 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, DATE};
-use hyper::{Method, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use lapis_core::time_fmt;
 
 use super::error::StorageError;
+use super::request::StorageRequest;
 use crate::server::HttpResponse;
 use crate::xml;
 
@@ -24,6 +25,13 @@ pub struct ResponseContext {
 }
 
 impl ResponseContext {
+    /// The context of `req`, from its method, `x-ms-version` and
+    /// `x-ms-client-request-id`.
+    pub fn of<B>(req: &Request<B>) -> Self {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        Self::new(req.method(), header("x-ms-version"), header("x-ms-client-request-id"))
+    }
+
     pub fn new(method: &Method, version: Option<&str>, client_request_id: Option<&str>) -> Self {
         ResponseContext {
             request_id: uuid::Uuid::new_v4().to_string(),
@@ -42,17 +50,27 @@ fn now_ms() -> i64 {
 pub struct Reply {
     status: StatusCode,
     headers: Vec<(HeaderName, String)>,
-    body: Option<(String, &'static str)>,
+    body: Option<(Bytes, String)>,
+    /// The `Content-Length` to announce when it is not the body's (HEAD of a blob).
+    length: Option<u64>,
 }
 
 impl Reply {
     pub fn status(status: StatusCode) -> Reply {
-        Reply { status, headers: Vec::new(), body: None }
+        Reply { status, headers: Vec::new(), body: None, length: None }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
         self.headers.push((HeaderName::from_static(name), value.into()));
         self
+    }
+
+    /// Adds a header when there is a value for it.
+    pub fn maybe_header(self, name: &'static str, value: Option<String>) -> Reply {
+        match value {
+            Some(v) => self.header(name, v),
+            None => self,
+        }
     }
 
     /// Adds a header whose name is only known at run time (metadata).
@@ -63,9 +81,30 @@ impl Reply {
         self
     }
 
+    /// `x-ms-meta-*` headers, spelled on the wire as the names were given.
+    pub fn metadata(mut self, req: &StorageRequest, metadata: &[(String, String)]) -> Reply {
+        req.original_case.respond_with(metadata.iter().map(|(k, _)| k.as_str()));
+        for (k, v) in metadata {
+            self = self.dynamic_header(&format!("x-ms-meta-{k}"), v.clone());
+        }
+        self
+    }
+
     /// An XML body; the declaration is added here.
-    pub fn xml(mut self, body: String) -> Reply {
-        self.body = Some((format!("{}{body}", xml::DECLARATION), "application/xml"));
+    pub fn xml(self, body: String) -> Reply {
+        self.body(Bytes::from(format!("{}{body}", xml::DECLARATION)), "application/xml")
+    }
+
+    /// A body of any type.
+    pub fn body(mut self, body: Bytes, content_type: impl Into<String>) -> Reply {
+        self.body = Some((body, content_type.into()));
+        self
+    }
+
+    /// Announces `length` as the `Content-Length` although no body is sent, as HEAD
+    /// answers do for the resource a GET would return.
+    pub fn announce_length(mut self, length: u64) -> Reply {
+        self.length = Some(length);
         self
     }
 
@@ -88,14 +127,17 @@ impl Reply {
             set(name, &value);
         }
         let body = match self.body {
-            Some((text, content_type)) => {
-                set(CONTENT_TYPE, content_type);
-                Bytes::from(text)
+            Some((bytes, content_type)) => {
+                set(CONTENT_TYPE, &content_type);
+                bytes
             }
             None => Bytes::new(),
         };
-        set(CONTENT_LENGTH, &body.len().to_string());
-        let body = if ctx.head { Bytes::new() } else { body };
+        // A 304 carries neither a body nor its length.
+        if self.status != StatusCode::NOT_MODIFIED {
+            set(CONTENT_LENGTH, &self.length.unwrap_or(body.len() as u64).to_string());
+        }
+        let body = if ctx.head || self.status == StatusCode::NOT_MODIFIED { Bytes::new() } else { body };
         builder.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
     }
 }
@@ -110,5 +152,6 @@ pub fn error_reply(err: &StorageError, ctx: &ResponseContext) -> HttpResponse {
         xml::element(&mut body, name, value);
     }
     body.push_str("</Error>");
-    Reply::status(err.status).header("x-ms-error-code", err.code).xml(body).finish(ctx)
+    let reply = err.headers.iter().fold(Reply::status(err.status), |r, (name, value)| r.header(name, value.clone()));
+    reply.header("x-ms-error-code", err.code).xml(body).finish(ctx)
 }

@@ -31,6 +31,8 @@ pub fn start(extra: &[&str]) -> (Child, u16, u16) {
         "serve".to_string(),
         "--queue-port".into(),
         queue_port.to_string(),
+        "--blob-port".into(),
+        "0".into(),
         "--http-port".into(),
         http_port.to_string(),
         "--amqp-port".into(),

@@ -1,0 +1,94 @@
+//! Event hub management as a user does it: hubs declared in the Event Hubs
+//! emulator's `Config.json`, and `lapis eh …` against a running server.
+
+mod common;
+
+use common::{run, start, terminate, text};
+
+fn eh(http_port: u16, args: &[&str]) -> (bool, String, String) {
+    let endpoint = format!("http://127.0.0.1:{http_port}");
+    let mut full = vec!["eh", "--endpoint", endpoint.as_str()];
+    full.extend_from_slice(args);
+    let out = run(&full);
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+const EMULATOR_CONFIG: &str = r#"{"UserConfig": {"NamespaceConfig": [{"Type": "EventHub", "Name": "emulatorNs1",
+  "Entities": [{"Name": "eh1", "PartitionCount": "2", "ConsumerGroups": [{"Name": "cg1"}]}]}],
+  "LoggingConfig": {"Type": "File"}}}"#;
+
+#[test]
+fn hubs_declared_in_the_emulator_config_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("Config.json");
+    std::fs::write(&config, EMULATOR_CONFIG).unwrap();
+    let (server, _, http) = start(&["--in-memory", "--config", config.to_str().unwrap()]);
+    let (ok, out, err) = eh(http, &["hub", "show", "eh1"]);
+    let (ok_groups, groups, _) = eh(http, &["group", "eh1", "list"]);
+    terminate(server);
+    assert!(ok, "{err}");
+    let hub = json(&out);
+    assert_eq!(hub["Properties"]["PartitionCount"], 2);
+    assert_eq!(hub["Partitions"].as_array().unwrap().len(), 2);
+    assert_eq!(hub["Partitions"][0]["IsEmpty"], true);
+    assert!(ok_groups);
+    let groups = json(&groups);
+    let names: Vec<&str> = groups["ConsumerGroups"].as_array().unwrap().iter().map(|g| g["Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["$Default", "cg1"]);
+}
+
+#[test]
+fn an_invalid_hub_in_the_config_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("Config.json");
+    std::fs::write(&config, EMULATOR_CONFIG.replace("\"2\"", "\"0\"")).unwrap();
+    let out = run(&["serve", "--in-memory", "--config", config.to_str().unwrap(), "--queue-port", "0", "--http-port", "0", "--amqp-port", "0", "--blob-port", "0"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("eh1") && err.contains("PartitionCount"), "{err}");
+}
+
+#[test]
+fn the_cli_manages_hubs_and_groups_and_they_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (server, _, http) = start(&["--data-dir", data]);
+    let (ok, out, err) = eh(http, &["hub", "create", "plays", "--partitions", "4", "--retention-hours", "48", "--consumer-group", "trending"]);
+    assert!(ok, "{err}");
+    let created = json(&out);
+    assert_eq!((created["Properties"]["PartitionCount"].as_u64(), created["Properties"]["RetentionTimeInHours"].as_u64()), (Some(4), Some(48)));
+    let (ok, _, err) = eh(http, &["hub", "create", "PLAYS"]);
+    assert!(!ok && err.contains("409"), "names are case-insensitive: {err}");
+    let (ok, _, err) = eh(http, &["hub", "create", "bad name"]);
+    assert!(!ok && err.contains("400"), "{err}");
+    let (ok, out, err) = eh(http, &["hub", "update", "plays", "--partitions", "6"]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["Partitions"].as_array().unwrap().len(), 6);
+    let (ok, _, err) = eh(http, &["hub", "update", "plays", "--partitions", "2"]);
+    assert!(!ok && err.contains("400") && err.contains("only grow"), "{err}");
+    let (ok, _, err) = eh(http, &["group", "plays", "add", "audit"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = eh(http, &["group", "plays", "delete", "$Default"]);
+    assert!(!ok && err.contains("400"), "{err}");
+    let (ok, _, err) = eh(http, &["--key", "wrong", "hub", "list"]);
+    assert!(!ok && err.contains("401"), "{err}");
+    let (status, log) = terminate(server);
+    assert!(status.success(), "{log}");
+
+    let (server, _, http) = start(&["--data-dir", data]);
+    let (ok, out, err) = eh(http, &["hub", "show", "plays"]);
+    assert!(ok, "{err}");
+    let hub = json(&out);
+    assert_eq!(hub["Properties"]["PartitionCount"], 6);
+    let groups: Vec<&str> = hub["Properties"]["ConsumerGroups"].as_array().unwrap().iter().map(|g| g["Name"].as_str().unwrap()).collect();
+    assert_eq!(groups, ["$Default", "audit", "trending"]);
+    let (ok, _, _) = eh(http, &["hub", "delete", "plays"]);
+    assert!(ok);
+    let (ok, _, err) = eh(http, &["hub", "show", "plays"]);
+    assert!(!ok && err.contains("404"), "{err}");
+    terminate(server);
+}
