@@ -313,6 +313,18 @@ impl Journal {
         (ids, self.shared.pending.lock().active)
     }
 
+    /// Closes the current segment (when it holds records) so that appends go to a new
+    /// one, and returns the id of the one now current. Lets a log drop records that
+    /// would otherwise sit in a segment that is never filled.
+    pub fn roll(&self) -> SegmentId {
+        let mut p = self.shared.pending.lock();
+        if p.active_len > 0 {
+            p.active += 1;
+            p.active_len = 0;
+        }
+        p.active
+    }
+
     /// Reads a whole closed segment (for compaction or sequential consumers).
     pub fn read_segment(&self, id: SegmentId) -> StoreResult<Vec<u8>> {
         segment::read_all(&self.shared.dir, id)
@@ -459,7 +471,7 @@ fn write_batch(shared: &Shared, active: &mut SegmentId, chunks: &[(SegmentId, Ve
             shared.files.write().insert(*seg, file);
             *active = *seg;
         }
-        let file = shared.files.read().get(seg).cloned().expect("active segment is registered");
+        let file = shared.files.read().get(seg).cloned().ok_or_else(|| StoreError::Malformed { context: "write", detail: format!("segment {seg} is not registered") })?;
         (&*file).write_all(bytes).map_err(|e| StoreError::io("writing segment", &segment::path(&shared.dir, *seg), e))?;
     }
     Ok(())

@@ -283,25 +283,31 @@ impl EventLog for FileLog {
     }
 
     fn retain(&self, keep_from_ms: i64, max_bytes: u64) -> StoreResult<u64> {
-        let (_, active) = self.journal.segments();
         let mut removed = 0;
         loop {
-            let victim = {
-                let st = self.state.lock();
-                let Some((&id, span)) = st.spans.iter().next() else { break };
-                let old = span.last_time < keep_from_ms;
-                let over = st.bytes > max_bytes;
-                if id >= active || !(old || over) {
+            let (_, active) = self.journal.segments();
+            let mut st = self.state.lock();
+            let Some((&id, span)) = st.spans.iter().next() else { break };
+            let span = *span;
+            let old = span.last_time < keep_from_ms;
+            let over = st.bytes > max_bytes;
+            if !(old || over) {
+                break;
+            }
+            if id >= active {
+                // The current segment: only when everything in it has expired and is
+                // durable (nothing is still to be written to it) is it closed and dropped.
+                let all_durable = self.visible.get().seq + 1 == st.next_seq;
+                if !old || !all_durable || self.journal.roll() == id {
                     break;
                 }
-                (id, *span)
-            };
-            self.journal.remove_segment(victim.0)?;
-            let mut st = self.state.lock();
-            st.spans.remove(&victim.0);
-            st.entries.retain(|e| e.segment != victim.0);
-            st.bytes -= victim.1.end as u64;
-            removed += victim.1.count;
+            }
+            // Under the state lock: no append can land in the segment meanwhile.
+            self.journal.remove_segment(id)?;
+            st.spans.remove(&id);
+            st.entries.retain(|e| e.segment != id);
+            st.bytes -= span.end as u64;
+            removed += span.count;
         }
         Ok(removed)
     }

@@ -150,3 +150,22 @@ async fn retention_drops_old_segments_and_readers_move_on() {
         assert_eq!(log.info().last_seq, 39, "the newest event stays");
     }
 }
+
+#[tokio::test]
+async fn events_past_retention_go_even_from_the_current_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = FileLog::open(dir.path(), JournalOptions::default()).unwrap();
+    append(&log, 1_000, &["old 1", "old 2"]).await;
+    let mut reader = log.seek(Seek::Start);
+    assert_eq!(log.retain(500, u64::MAX).unwrap(), 0, "not yet past retention");
+    assert_eq!(log.retain(5_000, u64::MAX).unwrap(), 2);
+    let info = log.info();
+    assert_eq!((info.begin_seq, info.is_empty, info.last_seq), (2, true, 1));
+    assert!(log.read(&mut reader, 10, 1 << 20).await.unwrap().is_empty());
+    let next = append(&log, 6_000, &["new"]).await;
+    assert_eq!(next[0].0, 2, "numbering goes on");
+    assert_eq!(read_all(&log, reader).await, ["new"], "a reader that was behind goes on from what is there");
+    log.close();
+    let (log, _) = FileLog::open(dir.path(), JournalOptions::default()).unwrap();
+    assert_eq!(read_all(&log, log.seek(Seek::Start)).await, ["new"]);
+}
