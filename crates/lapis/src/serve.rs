@@ -29,7 +29,7 @@ const COMPACTION_CHECK_EVERY: Duration = Duration::from_secs(5);
 const RELAXED_SYNC_INTERVAL: Duration = Duration::from_millis(50);
 const BROKER_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// How often partitions drop events past their retention.
-const STREAM_RETENTION_EVERY: Duration = Duration::from_secs(30);
+const STREAM_RETENTION_EVERY: Duration = Duration::from_secs(5);
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
