@@ -116,3 +116,13 @@ def start_server(base: Path, config: dict) -> LapisServer:
     log = base / "log"
     log.mkdir()
     return LapisServer(data_dir=data, log_dir=log, amqp=True, config=path).start()
+
+
+def assert_entity_not_found(error: BaseException, entity: str) -> None:
+    """The SDK's error for Azure's answer to a put-token for an entity that does not
+    exist: status 404 with "The messaging entity '…<entity>' could not be found."
+    (kept by the SDK in its `inner_exception`, a `TokenAuthFailure`)."""
+    inner = getattr(error, "inner_exception", None)
+    assert getattr(inner, "status_code", None) == 404, repr(inner or error)
+    text = str(inner)
+    assert f"/{entity}' could not be found" in text, text

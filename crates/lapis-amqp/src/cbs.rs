@@ -42,8 +42,11 @@ impl Grants {
     }
 }
 
-/// The answer to a put-token request: status code and description.
-pub fn put_token(request: &Decoded, keys: &SasKeys, grants: &mut Grants, now: Millis) -> (i32, String) {
+/// The answer to a put-token request: status code and description. As Azure does,
+/// the token is checked first (so that nobody without a key can probe which
+/// entities exist), then that the audience names an entity (`exists`, given its
+/// normalized path): 404 if not.
+pub fn put_token(request: &Decoded, keys: &SasKeys, grants: &mut Grants, now: Millis, exists: impl Fn(&str) -> bool) -> (i32, String) {
     let app = |key: &str| -> Option<String> {
         request.application_properties.as_ref()?.0.get(key).and_then(|v| match v {
             SimpleValue::String(s) => Some(s.clone()),
@@ -65,8 +68,12 @@ pub fn put_token(request: &Decoded, keys: &SasKeys, grants: &mut Grants, now: Mi
     match sas_token::verify(&token, keys, now) {
         Ok(claims) => {
             let resource = normalize(&claims.resource);
-            if !normalize(&audience).starts_with(&resource) {
+            let path = normalize(&audience);
+            if !path.starts_with(&resource) {
                 return (401, "The token's resource does not cover the audience.".into());
+            }
+            if !exists(&path) {
+                return (404, format!("The messaging entity '{audience}' could not be found."));
             }
             grants.until.insert(resource, claims.expires_at);
             (202, "Accepted".into())

@@ -34,6 +34,24 @@ pub struct AmqpService {
     pub sas_keys: SasKeys,
 }
 
+impl AmqpService {
+    /// Whether a put-token audience (its normalized path) names something that
+    /// exists: the namespace, a `$` node, an event hub (any address under it), or a
+    /// queue, topic or subscription (with its sub-queues and `$management` node).
+    pub fn audience_exists(&self, path: &str) -> bool {
+        if path.is_empty() || path.starts_with('$') {
+            return true;
+        }
+        let first = path.split('/').next().unwrap_or_default();
+        if self.streams.hub(first).is_ok() {
+            return true;
+        }
+        let node = path.strip_suffix(management::SUFFIX).unwrap_or(path);
+        let (entity, _) = lapis_core::broker::parse_address(node);
+        self.broker.queue_config(entity).is_ok()
+    }
+}
+
 /// Connections served at once; more are closed as they arrive.
 pub const MAX_CONNECTIONS: usize = 10_000;
 

@@ -178,7 +178,8 @@ impl Conn<'_> {
             }
         };
         let now = lapis_core::SystemClock.now_ms();
-        let (status, description) = cbs::put_token(&request, &self.service.sas_keys, &mut self.grants, now);
+        let service = self.service;
+        let (status, description) = cbs::put_token(&request, &service.sas_keys, &mut self.grants, now, |path| service.audience_exists(path));
         let answer = cbs::response(&request, status, &description);
         let encoded = serde_amqp::to_vec(&Serializable(answer)).map_err(|e| FrameError::Encode(e.to_string()))?;
         let reply_to = request.properties.as_ref().and_then(|p| p.reply_to.clone());
