@@ -271,7 +271,7 @@ impl Conn<'_> {
                     links: HashMap::new(),
                     unsettled: HashMap::new(),
                     detaching: Default::default(),
-                    peer_window_end: begin.incoming_window,
+                    peer_window: begin.incoming_window,
                 };
                 self.sessions.insert(channel, session);
                 let reply = Begin {

@@ -24,7 +24,7 @@ const MAX_UNSETTLED_PER_LINK: usize = 5_000;
 impl Conn<'_> {
     pub(super) async fn on_flow(&mut self, channel: u16, flow: Flow) -> Result<()> {
         let session = self.session(channel)?;
-        session.peer_window_end = flow.next_incoming_id.unwrap_or(0).wrapping_add(flow.incoming_window);
+        session.peer_flow(flow.next_incoming_id, flow.incoming_window);
         if let Some(handle) = &flow.handle {
             if let Some(link) = session.links.get_mut(&handle.0) {
                 let credit = flow.link_credit.unwrap_or(0);
@@ -209,10 +209,9 @@ impl Conn<'_> {
     pub(super) fn transfer(&mut self, channel: u16, handle: u32, tag: Vec<u8>, settled: bool, bytes: &[u8]) -> Result<u32> {
         let chunk = self.chunk_size();
         let session = self.session(channel)?;
-        let delivery_id = session.next_outgoing_id;
         let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![bytes] } else { bytes.chunks(chunk).collect() };
         // Delivery ids share the transfer-id counter: one number per frame.
-        session.next_outgoing_id = session.next_outgoing_id.wrapping_add(chunks.len() as u32);
+        let delivery_id = session.sent_frames(chunks.len() as u32);
         if let Some(link) = session.links.get_mut(&handle) {
             link.peer_credit = link.peer_credit.saturating_sub(1);
             link.delivery_count = link.delivery_count.wrapping_add(1);

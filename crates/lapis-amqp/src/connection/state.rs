@@ -91,21 +91,30 @@ pub(crate) struct Session {
     /// Handles Lapis has detached (or refused) and whose detach the peer has not
     /// answered yet: its detach is the answer, and gets none.
     pub detaching: std::collections::HashSet<u32>,
-    /// The first transfer id beyond the peer's incoming window: Lapis sends no
-    /// transfer frame at or past it until the peer's flow moves it on.
-    pub peer_window_end: u32,
+    /// Transfer frames the peer's incoming window still has room for (its
+    /// remote-incoming-window): Lapis sends none past it until the peer's flow
+    /// makes room. A count, not an id: any uint is a valid window.
+    pub peer_window: u32,
 }
 
 impl Session {
-    /// Transfer frames the peer's incoming window still has room for.
     pub fn window_left(&self) -> u32 {
-        let left = self.peer_window_end.wrapping_sub(self.next_outgoing_id);
-        // Past the end (a wrapped, "negative" difference) means no room.
-        if left > u32::MAX / 2 {
-            0
-        } else {
-            left
-        }
+        self.peer_window
+    }
+
+    /// The peer's flow: room is its window less the frames sent that it had not
+    /// yet seen when it wrote the flow.
+    pub fn peer_flow(&mut self, next_incoming_id: Option<u32>, incoming_window: u32) {
+        let in_flight = self.next_outgoing_id.wrapping_sub(next_incoming_id.unwrap_or(0));
+        self.peer_window = incoming_window.saturating_sub(in_flight);
+    }
+
+    /// Counts `frames` transfer frames sent; returns the id of the first.
+    pub fn sent_frames(&mut self, frames: u32) -> u32 {
+        let first = self.next_outgoing_id;
+        self.next_outgoing_id = first.wrapping_add(frames);
+        self.peer_window = self.peer_window.saturating_sub(frames);
+        first
     }
 }
 
@@ -152,4 +161,36 @@ pub(crate) struct Conn<'a> {
     pub waiting: Vec<WaitingAttach>,
     /// Whether the peer has sent its open.
     pub opened: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(next_outgoing_id: u32, peer_window: u32) -> Session {
+        Session { next_incoming_id: 0, next_outgoing_id, links: HashMap::new(), unsettled: HashMap::new(), detaching: Default::default(), peer_window }
+    }
+
+    #[test]
+    fn an_unbounded_window_leaves_room() {
+        // The Rust SDK begins and flows with incoming-window u32::MAX.
+        let mut s = session(0, u32::MAX);
+        assert_eq!(s.window_left(), u32::MAX);
+        s.peer_flow(Some(0), u32::MAX);
+        assert_eq!(s.sent_frames(3), 0);
+        assert_eq!(s.window_left(), u32::MAX - 3);
+    }
+
+    #[test]
+    fn room_counts_frames_the_peer_had_not_seen() {
+        let mut s = session(u32::MAX - 1, 0);
+        // Ids wrap: the peer saw up to u32::MAX - 3, so two frames are in flight.
+        s.peer_flow(Some(u32::MAX - 3), 10);
+        assert_eq!(s.window_left(), 8);
+        assert_eq!(s.sent_frames(8), u32::MAX - 1);
+        assert_eq!((s.window_left(), s.next_outgoing_id), (0, 6));
+        // A peer claiming to have seen more than was sent leaves no room, not a huge one.
+        s.peer_flow(Some(100), 10);
+        assert_eq!(s.window_left(), 0);
+    }
 }
