@@ -256,6 +256,10 @@ pub struct ServeArgs {
     /// emulator's RootManageSharedAccessKey / SAS_KEY_VALUE is accepted too.
     #[arg(long = "sas-key", env = "LAPIS_SAS_KEYS", value_delimiter = ',')]
     pub sas_keys: Vec<String>,
+    /// Most partitions an event hub may have (default 32, as Azure's standard tier;
+    /// up to 1024).
+    #[arg(long, env = "LAPIS_MAX_PARTITIONS")]
+    pub max_partitions: Option<u32>,
     /// Log filter, e.g. `info` or `lapis_store=debug`.
     #[arg(long, env = "LAPIS_LOG_LEVEL")]
     pub log_level: Option<String>,

@@ -33,6 +33,7 @@ struct FileSettings {
     accounts: Vec<String>,
     #[serde(default)]
     sas_keys: Vec<String>,
+    max_partitions: Option<u32>,
     log_level: Option<String>,
 }
 
@@ -88,6 +89,8 @@ pub struct Settings {
     pub eventhubs: Option<crate::eventhubs::UserConfig>,
     /// Keys that sign Service Bus tokens (admin API, and later CBS).
     pub sas_keys: lapis_core::auth::sas_token::SasKeys,
+    /// Most partitions an event hub may have.
+    pub max_partitions: u32,
 }
 
 impl Settings {
@@ -156,6 +159,7 @@ impl Settings {
             servicebus,
             eventhubs,
             sas_keys,
+            max_partitions: args.max_partitions.or(file.max_partitions).unwrap_or(lapis_core::stream::DEFAULT_MAX_PARTITIONS),
         })
     }
 }

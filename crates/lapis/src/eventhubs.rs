@@ -43,8 +43,9 @@ pub struct EventHubs {
 }
 
 /// Opens the service (hub records in `<dir>/meta`, partitions under `<dir>/logs`, or
-/// all in memory) and makes the declared hubs exist with the declared properties.
-pub async fn open(dir: Option<&Path>, options: JournalOptions, clock: Arc<dyn Clock>, declared: Option<&UserConfig>) -> anyhow::Result<EventHubs> {
+/// all in memory), allowing hubs of up to `max_partitions`, and makes the declared
+/// hubs exist with the declared properties.
+pub async fn open(dir: Option<&Path>, options: JournalOptions, clock: Arc<dyn Clock>, max_partitions: u32, declared: Option<&UserConfig>) -> anyhow::Result<EventHubs> {
     let mut recovery = StreamRecovery::default();
     let (store, logs): (Arc<dyn Store>, Arc<dyn LogFactory>) = match dir {
         None => (Arc::new(MemoryStore), Arc::new(MemoryLogs)),
@@ -56,7 +57,10 @@ pub async fn open(dir: Option<&Path>, options: JournalOptions, clock: Arc<dyn Cl
             (Arc::new(kv), Arc::new(DirLogs { root: dir.join("logs"), options }))
         }
     };
-    let streams = StreamService::open(store.clone(), logs, clock, recovery).context("opening the event hubs' partition logs")?;
+    let streams = StreamService::open(store.clone(), logs, clock, recovery)
+        .context("opening the event hubs' partition logs")?
+        .with_max_partitions(max_partitions)
+        .context("--max-partitions")?;
     if let Some(config) = declared {
         declare(&streams, config).await?;
     }

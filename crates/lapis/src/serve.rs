@@ -115,7 +115,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Storage::Disk(dir) => Some(dir.join("eventhubs")),
         Storage::Memory => None,
     };
-    let eventhubs = eventhubs::open(eh_dir.as_deref(), journal_options(&settings), clock, settings.eventhubs.as_ref()).await?;
+    let eventhubs = eventhubs::open(eh_dir.as_deref(), journal_options(&settings), clock, settings.max_partitions, settings.eventhubs.as_ref()).await?;
     let amqp_service = Arc::new(lapis_amqp::AmqpService {
         broker: servicebus.broker.clone(),
         streams: eventhubs.streams.clone(),

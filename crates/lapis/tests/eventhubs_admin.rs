@@ -92,3 +92,26 @@ fn the_cli_manages_hubs_and_groups_and_they_survive_a_restart() {
     assert!(!ok && err.contains("404"), "{err}");
     terminate(server);
 }
+
+#[test]
+fn hubs_have_at_most_32_partitions_unless_the_server_allows_more() {
+    let (server, _, http) = start(&["--in-memory"]);
+    let (too_many, _, err) = eh(http, &["hub", "create", "wide", "--partitions", "33"]);
+    let (ok32, _, err32) = eh(http, &["hub", "create", "standard", "--partitions", "32"]);
+    terminate(server);
+    assert!(!too_many);
+    assert!(err.contains("between 1 and 32") && err.contains("--max-partitions"), "{err}");
+    assert!(ok32, "{err32}");
+
+    let (server, _, http) = start(&["--in-memory", "--max-partitions", "64"]);
+    let (ok, out, err) = eh(http, &["hub", "create", "wide", "--partitions", "64"]);
+    let (over, _, over_err) = eh(http, &["hub", "create", "wider", "--partitions", "65"]);
+    terminate(server);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["Partitions"].as_array().map(Vec::len), Some(64), "{out}");
+    assert!(!over && over_err.contains("between 1 and 64"), "{over_err}");
+
+    let refused = run(&["serve", "--in-memory", "--max-partitions", "5000", "--queue-port", "0", "--http-port", "0", "--amqp-port", "0", "--blob-port", "0"]);
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("between 1 and 1024"), "{}", text(&refused.stderr));
+}

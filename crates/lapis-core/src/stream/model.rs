@@ -14,8 +14,11 @@ pub const DEFAULT_CONSUMER_GROUP: &str = "$Default";
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Readers without an owner level per partition and consumer group (Azure: 5).
 pub const MAX_READERS_PER_PARTITION: usize = 5;
-/// Partitions a hub may have. Azure's standard tier allows 32; more by configuration.
-pub const MAX_PARTITIONS: u32 = 1024;
+/// Partitions a hub may have unless the server is configured otherwise (Azure's
+/// standard tier: 32).
+pub const DEFAULT_MAX_PARTITIONS: u32 = 32;
+/// The most any configuration allows (Azure's dedicated tier: 1024).
+pub const PARTITION_CEILING: u32 = 1024;
 pub const DEFAULT_PARTITIONS: u32 = 4;
 /// Retention: default one day, at most 90 days.
 pub const DEFAULT_RETENTION_MS: Millis = 24 * 3_600_000;
@@ -62,9 +65,11 @@ pub fn check_group_name(name: &str) -> StreamResult<()> {
 }
 
 impl HubConfig {
-    pub fn check(&self) -> StreamResult<()> {
-        if self.partitions == 0 || self.partitions > MAX_PARTITIONS {
-            return Err(StreamError::Invalid(format!("PartitionCount must be between 1 and {MAX_PARTITIONS}.")));
+    /// Checks the settings against Azure's bounds, with at most `max_partitions`.
+    pub fn check(&self, max_partitions: u32) -> StreamResult<()> {
+        if self.partitions == 0 || self.partitions > max_partitions {
+            let more = if max_partitions < PARTITION_CEILING { " (the server's --max-partitions raises the limit)" } else { "" };
+            return Err(StreamError::Invalid(format!("PartitionCount must be between 1 and {max_partitions}{more}.")));
         }
         if self.retention_ms < 60_000 || self.retention_ms > MAX_RETENTION_MS {
             return Err(StreamError::Invalid("The retention must be between one minute and 90 days.".into()));

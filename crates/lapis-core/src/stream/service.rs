@@ -90,6 +90,7 @@ pub struct StreamService {
     clock: Arc<dyn Clock>,
     hubs: RwLock<BTreeMap<String, Arc<Hub>>>,
     next_id: AtomicU64,
+    max_partitions: u32,
 }
 
 impl StreamService {
@@ -105,7 +106,17 @@ impl StreamService {
             let key = hub.record.read().name.to_ascii_lowercase();
             hubs.insert(key, Arc::new(hub));
         }
-        Ok(StreamService { store, logs, clock, hubs: RwLock::new(hubs), next_id: AtomicU64::new(next_id) })
+        Ok(StreamService { store, logs, clock, hubs: RwLock::new(hubs), next_id: AtomicU64::new(next_id), max_partitions: DEFAULT_MAX_PARTITIONS })
+    }
+
+    /// Allows hubs of up to `max` partitions (at most [`PARTITION_CEILING`]). Hubs
+    /// recovered with more keep theirs.
+    pub fn with_max_partitions(mut self, max: u32) -> StreamResult<StreamService> {
+        if max == 0 || max > PARTITION_CEILING {
+            return Err(StreamError::Invalid(format!("The partition limit must be between 1 and {PARTITION_CEILING}.")));
+        }
+        self.max_partitions = max;
+        Ok(self)
     }
 
     pub fn hub(&self, name: &str) -> StreamResult<Arc<Hub>> {
@@ -116,7 +127,7 @@ impl StreamService {
 
     pub async fn create_hub(&self, name: &str, config: HubConfig) -> StreamResult<()> {
         check_hub_name(name)?;
-        config.check()?;
+        config.check(self.max_partitions)?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         // Logs first: a hub is never visible without its partitions.
         let partitions = (0..config.partitions).map(|p| self.logs.open(id, p)).collect::<StoreResult<Vec<_>>>()?;
@@ -140,8 +151,8 @@ impl StreamService {
 
     /// Changes a hub's settings. Partitions can be added, never removed (as in Azure).
     pub async fn update_hub(&self, name: &str, config: HubConfig) -> StreamResult<()> {
-        config.check()?;
         let hub = self.hub(name)?;
+        config.check(self.max_partitions.max(hub.record.read().config.partitions))?;
         let commit = {
             let mut record = hub.record.write();
             if config.partitions < record.config.partitions {
