@@ -11,6 +11,7 @@ import time
 
 import pytest
 from azure.eventhub import EventData
+from azure.eventhub.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
 from azure.eventhub.exceptions import AuthenticationError, ConnectError, EventDataSendError, EventHubError
 
 from eh_support import Collector, bodies, consumer, hubs_config, producer, start_server
@@ -23,6 +24,7 @@ CONFIG = hubs_config(
         {"Name": "uploads", "PartitionCount": 2},
         {"Name": "owners", "PartitionCount": 1},
         {"Name": "positions", "PartitionCount": 1},
+        {"Name": "bodies", "PartitionCount": 1},
     ]
 )
 
@@ -134,6 +136,39 @@ def test_event_properties_round_trip(eh):
     assert {k.decode() if isinstance(k, bytes) else k: v for k, v in e.properties.items()} == {"track": b"t-1", "seconds": 245, "liked": True, "score": 4.5}
     assert (e.content_type, e.correlation_id, e.message_id) == ("application/octet-stream", "corr-1", "msg-1")
     assert e.enqueued_time is not None and e.sequence_number == 0
+
+
+def test_every_amqp_body_type_and_annotations_round_trip(eh):
+    """Events made as raw AMQP messages: a value body, a sequence body, several
+    data sections; message annotations of the sender's own and a header and footer
+    come back as sent, next to the annotations the hub stamps."""
+    sent = [
+        AmqpAnnotatedMessage(value_body={"track": "t-9", "plays": [1, 2, 3]}, annotations={"x-opt-app": "player"}),
+        AmqpAnnotatedMessage(sequence_body=[[1, "two"], [3.5]], application_properties={"kind": "seq"}),
+        AmqpAnnotatedMessage(data_body=[b"part-1|", b"part-2"], footer={"checksum": "abc"}),
+    ]
+    p = producer(eh, "bodies")
+    try:
+        batch = p.create_batch(partition_id="0")
+        for m in sent:
+            batch.add(m)
+        p.send_batch(batch)
+    finally:
+        p.close()
+    c = Collector(consumer(eh, "bodies"), partition_id="0", starting_position="-1")
+    try:
+        got = [e for _, e in c.wait_for(3)]
+    finally:
+        c.stop()
+    assert [e.body_type for e in got] == [AmqpMessageBodyType.VALUE, AmqpMessageBodyType.SEQUENCE, AmqpMessageBodyType.DATA]
+    value = got[0].body
+    assert {k.decode() if isinstance(k, bytes) else k: v for k, v in value.items()} == {"track": b"t-9", "plays": [1, 2, 3]}
+    assert [[x.decode() if isinstance(x, bytes) else x for x in section] for section in got[1].body] == [[1, "two"], [3.5]]
+    assert list(got[2].body) == [b"part-1|", b"part-2"]
+    first = got[0].raw_amqp_message.annotations
+    assert first[b"x-opt-app"] == b"player" and first[b"x-opt-sequence-number"] == 0, first
+    assert got[1].properties == {b"kind": b"seq"}
+    assert got[2].raw_amqp_message.footer == {b"checksum": b"abc"}
 
 
 def test_consumer_groups_read_the_same_events_independently(eh):
