@@ -83,10 +83,10 @@ pub enum HubAction {
 #[derive(Debug, Clone, Args)]
 pub struct HubFlags {
     pub name: String,
-    /// 1 to 1024 (default 4).
+    /// 1 to 32, or as many as the server's --max-partitions allows (default 4).
     #[arg(long)]
     pub partitions: Option<u64>,
-    /// How long events are kept (default 24).
+    /// How long events are kept, in hours (default 24, at most 2160).
     #[arg(long)]
     pub retention_hours: Option<u64>,
     /// The most one partition keeps before its oldest events go.
