@@ -19,20 +19,11 @@ use azure_messaging_eventhubs::{
 };
 use futures::StreamExt as _;
 
-pub use server::{config, Server};
+pub use server::{bounded, config, Server};
 
 /// The emulator's key name and key (Lapis accepts them on loopback).
 pub const KEY_NAME: &str = "RootManageSharedAccessKey";
 pub const KEY: &str = "SAS_KEY_VALUE";
-
-/// Runs `f`, failing the test if it takes longer than `secs` (a server that stops
-/// answering fails the test instead of hanging it).
-pub async fn bounded<F: std::future::Future>(secs: u64, what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: not done within {secs} s"),
-    }
-}
 
 /// No retries: a server error shows up at once, as it is (like `retry_total=0`
 /// in the Python tests).
