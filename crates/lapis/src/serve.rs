@@ -116,6 +116,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Storage::Memory => None,
     };
     let eventhubs = eventhubs::open(eh_dir.as_deref(), journal_options(&settings), clock, settings.max_partitions, settings.eventhubs.as_ref()).await?;
+    // The two share the AMQP port's addresses (the admin API refuses new clashes).
+    if let Some(hub) = eventhubs.streams.list_hubs().into_iter().find(|h| servicebus.broker.queue_config(&h.name).is_ok()) {
+        anyhow::bail!("'{}' is both a Service Bus queue or topic and an event hub; rename one (they share the AMQP port's addresses)", hub.name);
+    }
     let amqp_service = Arc::new(lapis_amqp::AmqpService {
         broker: servicebus.broker.clone(),
         streams: eventhubs.streams.clone(),

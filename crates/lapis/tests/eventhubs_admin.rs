@@ -3,18 +3,10 @@
 
 mod common;
 
-use common::{run, start, terminate, text};
+use common::{admin_cli, json, run, start, terminate, text};
 
 fn eh(http_port: u16, args: &[&str]) -> (bool, String, String) {
-    let endpoint = format!("http://127.0.0.1:{http_port}");
-    let mut full = vec!["eh", "--endpoint", endpoint.as_str()];
-    full.extend_from_slice(args);
-    let out = run(&full);
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
-}
-
-fn json(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+    admin_cli("eh", http_port, args)
 }
 
 const EMULATOR_CONFIG: &str = r#"{"UserConfig": {"NamespaceConfig": [{"Type": "EventHub", "Name": "emulatorNs1",
@@ -114,4 +106,28 @@ fn hubs_have_at_most_32_partitions_unless_the_server_allows_more() {
     let refused = run(&["serve", "--in-memory", "--max-partitions", "5000", "--queue-port", "0", "--http-port", "0", "--amqp-port", "0", "--blob-port", "0"]);
     assert!(!refused.status.success());
     assert!(text(&refused.stderr).contains("between 1 and 1024"), "{}", text(&refused.stderr));
+}
+
+#[test]
+fn a_name_is_a_hub_or_a_service_bus_entity_never_both() {
+    let (server, _, http) = start(&["--in-memory"]);
+    let (queue_ok, _, queue_err) = admin_cli("sb", http, &["queue", "create", "plays"]);
+    let (hub_over_queue, _, hub_err) = eh(http, &["hub", "create", "Plays"]);
+    let (hub_ok, _, hub_ok_err) = eh(http, &["hub", "create", "uploads"]);
+    let (topic_over_hub, _, topic_err) = admin_cli("sb", http, &["topic", "create", "uploads"]);
+    terminate(server);
+    assert!(queue_ok, "{queue_err}");
+    assert!(!hub_over_queue && hub_err.contains("taken by a Service Bus queue or topic"), "{hub_err}");
+    assert!(hub_ok, "{hub_ok_err}");
+    assert!(!topic_over_hub && topic_err.contains("taken by an event hub"), "{topic_err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("Config.json");
+    let both = r#"{"UserConfig": {"Namespaces": [{"Name": "sbemulatorns", "Queues": [{"Name": "eh1", "Properties": {}}], "Topics": []}],
+      "NamespaceConfig": [{"Type": "EventHub", "Name": "emulatorNs1", "Entities": [{"Name": "eh1", "PartitionCount": 1}]}]}}"#;
+    std::fs::write(&config, both).unwrap();
+    let out = run(&["serve", "--in-memory", "--config", config.to_str().unwrap(), "--queue-port", "0", "--http-port", "0", "--amqp-port", "0", "--blob-port", "0"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("'eh1' is both a Service Bus queue or topic and an event hub"), "{err}");
 }

@@ -3,18 +3,10 @@
 
 mod common;
 
-use common::{run, start, terminate, text};
+use common::{admin_cli, json, run, start, terminate, text};
 
 fn sb(http_port: u16, args: &[&str]) -> (bool, String, String) {
-    let endpoint = format!("http://127.0.0.1:{http_port}");
-    let mut full = vec!["sb", "--endpoint", endpoint.as_str()];
-    full.extend_from_slice(args);
-    let out = run(&full);
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
-}
-
-fn json(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+    admin_cli("sb", http_port, args)
 }
 
 const EMULATOR_CONFIG: &str = r#"{"UserConfig": {"Namespaces": [{"Name": "sbemulatorns",

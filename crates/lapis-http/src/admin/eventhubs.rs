@@ -121,6 +121,11 @@ async fn put_hub(api: &AdminApi, req: Request<Incoming>, name: &str) -> HttpResp
     };
     let streams = &api.streams;
     let existing = streams.hub_view(name).ok();
+    if existing.is_none() {
+        if let Some(conflict) = api.name_in_use_elsewhere(name, true) {
+            return conflict;
+        }
+    }
     let result = match (&existing, create_only, update_only) {
         (Some(_), true, _) => Err(StreamError::HubAlreadyExists(name.to_string())),
         (None, _, true) => Err(StreamError::HubNotFound(name.to_string())),

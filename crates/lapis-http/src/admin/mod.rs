@@ -29,6 +29,21 @@ pub struct AdminApi {
     pub sas_keys: SasKeys,
 }
 
+impl AdminApi {
+    /// Service Bus queues and topics and event hubs share the AMQP port's addresses:
+    /// a new one may not take a name the other service uses (it would be
+    /// unreachable). The answer to such a create: 409.
+    fn name_in_use_elsewhere(&self, name: &str, creating_hub: bool) -> Option<HttpResponse> {
+        let other = if creating_hub {
+            self.broker.queue_config(name).is_ok().then_some("a Service Bus queue or topic")
+        } else {
+            self.streams.hub(name).is_ok().then_some("an event hub")
+        }?;
+        let message = format!("The name '{name}' is taken by {other} on this server; Service Bus entities and event hubs share its AMQP addresses.");
+        Some(json::error(StatusCode::CONFLICT, "Conflict", message))
+    }
+}
+
 /// Largest admin request body.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 

@@ -162,6 +162,11 @@ async fn put_entity(api: &AdminApi, req: Request<Incoming>, kind: Kind<'_>, path
     match (&existing, create_only, update_only) {
         (Some(_), true, _) => return from_broker(BrokerError::EntityAlreadyExists(path.to_string())),
         (None, _, true) => return from_broker(BrokerError::EntityNotFound(path.to_string())),
+        (None, _, _) if !matches!(kind, Kind::Subscription { .. }) => {
+            if let Some(conflict) = api.name_in_use_elsewhere(path, false) {
+                return conflict;
+            }
+        }
         _ => {}
     }
     let merged = match &existing {

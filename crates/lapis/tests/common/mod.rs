@@ -66,3 +66,18 @@ pub fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
     (status, err)
 }
 
+
+/// `lapis <service> --endpoint … <args>` (the admin CLI, `sb` or `eh`) against the
+/// server whose HTTP port is `http_port`: success, stdout, stderr.
+pub fn admin_cli(service: &str, http_port: u16, args: &[&str]) -> (bool, String, String) {
+    let endpoint = format!("http://127.0.0.1:{http_port}");
+    let mut full = vec![service, "--endpoint", endpoint.as_str()];
+    full.extend_from_slice(args);
+    let out = run(&full);
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Parses a CLI's JSON output, failing the test with the text if it is not JSON.
+pub fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
