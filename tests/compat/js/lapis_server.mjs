@@ -3,7 +3,10 @@
 // data dir and a Config.json, the emulator-style connection string, and helpers
 // that bound every await (`within`) so a server that hangs fails the test
 // instead of CI. A failing test's message ends with the tail of the server's log.
-// sb_harness.mjs (Service Bus) and eventhubs.test.mjs build on it.
+// `useLapis(config, { blob: true })` also serves the Blob endpoint (what the
+// Event Hubs checkpoint store uses): `blobUrl()` and `storageConnStr()` name it.
+// sb_harness.mjs (Service Bus), eventhubs.test.mjs and
+// eventhubs_checkpoints.test.mjs build on it.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -20,6 +23,9 @@ const LAPIS_BIN = process.env.LAPIS_BIN || path.join(REPO, "target", "debug", "l
 export const KEY_NAME = "RootManageSharedAccessKey";
 export const KEY = "SAS_KEY_VALUE";
 export const TEST_MS = 30_000;
+/** The storage account the Blob endpoint serves, with the well-known Azurite development key. */
+export const BLOB_ACCOUNT = "devstoreaccount1";
+export const BLOB_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 export { sleep };
 
@@ -36,6 +42,8 @@ let dataDir;
 let log = "";
 /** The AMQP port of the running server (a live binding: read it after `before`). */
 export let amqpPort;
+/** The Blob port of the running server, when `useLapis` asked for it (else undefined). */
+export let blobPort;
 const clients = [];
 
 const LOG_MARK = "--- lapis log tail ---";
@@ -44,21 +52,22 @@ export function logTail(chars = 6000) {
   return `${LOG_MARK}\n${log.slice(-chars)}`;
 }
 
-async function startLapis(config) {
+/** Starts the server; resolves to { amqp, blob } (blob undefined unless `withBlob`). */
+async function startLapis(config, withBlob) {
   assert.ok(existsSync(LAPIS_BIN), `lapis binary not found at ${LAPIS_BIN}: run \`cargo build -p lapis\` or set LAPIS_BIN`);
   const base = mkdtempSync(path.join(os.tmpdir(), "lapis-js-amqp-"));
   dataDir = base;
   const configPath = path.join(base, "config.json");
   writeFileSync(configPath, JSON.stringify(config, null, 2));
   for (let attempt = 0; attempt < 3; attempt++) {
-    const [httpPort, port] = await distinctFreePorts(2);
+    const [httpPort, port, blob] = await distinctFreePorts(withBlob ? 3 : 2);
     const data = path.join(base, `data-${attempt}`);
     log = "";
     proc = spawn(
       LAPIS_BIN,
       [
         "serve", "--data-dir", data, "--host", "127.0.0.1",
-        "--queue-port", "0", "--blob-port", "0", "--kafka-port", "0",
+        "--queue-port", "0", "--blob-port", withBlob ? String(blob) : "0", "--kafka-port", "0",
         "--http-port", String(httpPort), "--amqp-port", String(port),
         "--config", configPath,
       ],
@@ -69,10 +78,12 @@ async function startLapis(config) {
     proc.stderr.on("data", (d) => { log = (log + d).slice(-200_000); });
     let exited = false;
     proc.once("exit", () => { exited = true; });
-    if (await awaitHealthy(httpPort, { exited: () => exited, alsoReady: () => acceptsTcp(port) })) return port;
+    const alsoReady = async () => (await acceptsTcp(port)) && (!withBlob || (await acceptsTcp(blob)));
+    if (await awaitHealthy(httpPort, { exited: () => exited, alsoReady })) return { amqp: port, blob };
     if (!exited) {
       proc.kill("SIGKILL");
-      throw new Error(`lapis did not become ready (/health 200 and AMQP accepting) within 30 s\n${logTail()}`);
+      const what = withBlob ? "AMQP and Blob accepting" : "AMQP accepting";
+      throw new Error(`lapis did not become ready (/health 200 and ${what}) within 30 s\n${logTail()}`);
     }
     // exited early (e.g. a port got taken meanwhile): try other ports
   }
@@ -92,10 +103,13 @@ async function stopLapis() {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 }
 
-/** Starts Lapis with `config` before the tests of the importing file and stops it after them. */
-export function useLapis(config) {
+/**
+ * Starts Lapis with `config` before the tests of the importing file and stops it
+ * after them; with `{ blob: true }` its Blob endpoint is on too (see `blobUrl`).
+ */
+export function useLapis(config, { blob = false } = {}) {
   before(async () => {
-    amqpPort = await startLapis(config);
+    ({ amqp: amqpPort, blob: blobPort } = await startLapis(config, blob));
   });
   after(stopLapis);
 }
@@ -117,6 +131,24 @@ export function connStr(key = KEY, entityPath) {
     `Endpoint=sb://localhost:${amqpPort};SharedAccessKeyName=${KEY_NAME};` +
     `SharedAccessKey=${key};UseDevelopmentEmulator=true;` +
     (entityPath ? `EntityPath=${entityPath}` : "")
+  );
+}
+
+function requireBlob() {
+  assert.ok(blobPort, "the Blob endpoint is off: start the server with useLapis(config, { blob: true })");
+}
+
+/** The Blob endpoint's account URL, `http://127.0.0.1:P/devstoreaccount1` (path style: the host is an IP). */
+export function blobUrl() {
+  requireBlob();
+  return `http://127.0.0.1:${blobPort}/${BLOB_ACCOUNT}`;
+}
+
+/** The storage connection string a user writes for the Blob endpoint (what @azure/storage-blob parses). */
+export function storageConnStr() {
+  return (
+    `DefaultEndpointsProtocol=http;AccountName=${BLOB_ACCOUNT};AccountKey=${BLOB_KEY};` +
+    `BlobEndpoint=${blobUrl()};`
   );
 }
 

@@ -19,7 +19,7 @@ pub enum StreamError {
     Invalid(String),
     #[error("The event of {size} bytes exceeds the maximum of {limit} bytes.")]
     EventTooLarge { size: usize, limit: usize },
-    #[error("New receiver with a higher epoch ({new}) was created, so this receiver with epoch {old} was disconnected.")]
+    #[error("A new receiver with epoch {new}, not lower than this one's, was created, so this receiver with epoch {old} was disconnected.")]
     ReceiverDisconnected { old: String, new: i64 },
     #[error("A receiver with epoch {held} already holds this partition; a receiver with {asked} cannot take it.")]
     EpochTooLow { held: i64, asked: String },
