@@ -6,7 +6,7 @@
 //! Sizes, data offsets and types are checked before anything is decoded, so a hostile
 //! peer gets an error, never a panic or an unbounded allocation.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use fe2o3_amqp::frames::sasl;
 use fe2o3_amqp_types::performatives::Performative;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -58,15 +58,22 @@ async fn read_raw<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<(u8, u16,
     if size < 8 {
         return Err(FrameError::Malformed(format!("frame size {size} is below the 8-byte header")));
     }
-    let mut rest = vec![0u8; size as usize - 4];
-    r.read_exact(&mut rest).await?;
+    // Read into spare capacity: a frame's buffer is not zeroed first.
+    let want = size as usize - 4;
+    let mut rest = bytes::BytesMut::with_capacity(want);
+    while rest.len() < want {
+        let limit = want - rest.len();
+        if r.read_buf(&mut (&mut rest).limit(limit)).await? == 0 {
+            return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
     let doff = rest[0] as usize * 4;
     if doff < 8 || doff > size as usize {
         return Err(FrameError::Malformed(format!("data offset {doff} is outside the frame")));
     }
     let frame_type = rest[1];
     let channel = u16::from_be_bytes([rest[2], rest[3]]);
-    let body = Bytes::from(rest).slice(doff - 4..);
+    let body = rest.freeze().slice(doff - 4..);
     Ok((frame_type, channel, body))
 }
 

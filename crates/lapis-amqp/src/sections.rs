@@ -4,10 +4,15 @@
 //! type encoding alone and writes a new message-annotations section — the broker's
 //! entries followed by the sender's — in place of the old one. Cheaper than a decode
 //! and re-encode per delivery, and it leaves every other byte as the sender wrote it.
+//! The same scan takes a batch envelope apart into its events and reads a partition
+//! key, borrowing from the received bytes.
 
 /// Section descriptor codes (AMQP 1.0, 3.2), in the order sections come in.
 const DELIVERY_ANNOTATIONS: u8 = 0x71;
 const MESSAGE_ANNOTATIONS: u8 = 0x72;
+const DATA: u8 = 0x75;
+/// The body sections: data, amqp-sequence, amqp-value.
+const BODY: std::ops::RangeInclusive<u8> = 0x75..=0x77;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("not an AMQP message: {0}")]
@@ -81,6 +86,71 @@ fn sections(b: &[u8]) -> Result<Vec<Section>> {
         at = end;
     }
     Ok(out)
+}
+
+/// Checks that `message` is a run of well-formed sections.
+pub fn check(message: &[u8]) -> Result<()> {
+    if message.is_empty() {
+        return Err(SectionError("empty"));
+    }
+    sections(message).map(|_| ())
+}
+
+/// The events of a batch envelope (message format 0x80013700): the contents of its
+/// data sections, each one event's encoded message, borrowed from `envelope`. Each
+/// must itself be a well-formed message.
+pub fn batch_events(envelope: &[u8]) -> Result<Vec<&[u8]>> {
+    let mut events = Vec::new();
+    for s in sections(envelope)?.iter().filter(|s| BODY.contains(&s.code)) {
+        if s.code != DATA {
+            return Err(SectionError("a batch envelope must carry data sections"));
+        }
+        let at = s.start + 3;
+        let (len, width) = match byte(envelope, at)? {
+            0xa0 => size(envelope, at + 1, false)?,
+            0xb0 => size(envelope, at + 1, true)?,
+            _ => return Err(SectionError("a data section must be binary")),
+        };
+        let event = envelope.get(at + 1 + width..at + 1 + width + len).ok_or(SectionError("truncated"))?;
+        check(event)?;
+        events.push(event);
+    }
+    if events.is_empty() {
+        return Err(SectionError("a batch envelope must carry data sections"));
+    }
+    Ok(events)
+}
+
+/// The string or symbol value of `key` in `message`'s message-annotations, if it
+/// has one. Reads no further than that section.
+pub fn message_annotation_text(message: &[u8], key: &str) -> Option<String> {
+    let mut at = 0;
+    while at < message.len() {
+        if message.get(at..at + 2) != Some(&[0x00, 0x53]) {
+            return None;
+        }
+        let code = *message.get(at + 2)?;
+        if code > MESSAGE_ANNOTATIONS {
+            return None;
+        }
+        let end = skip_value(message, at + 3, 0).ok()?;
+        if code == MESSAGE_ANNOTATIONS {
+            let (entries, count) = map_entries(message, at + 3).ok()?;
+            let mut pos = 0;
+            for _ in 0..count / 2 {
+                let key_end = skip_value(entries, pos, 0).ok()?;
+                let value_end = skip_value(entries, key_end, 0).ok()?;
+                if key_text(&entries[pos..key_end]) == Some(key.as_bytes()) {
+                    let text = key_text(&entries[key_end..value_end])?;
+                    return std::str::from_utf8(text).ok().map(str::to_string);
+                }
+                pos = value_end;
+            }
+            return None;
+        }
+        at = end;
+    }
+    None
 }
 
 /// The entries of a map value (without its constructor, size and count), and how
@@ -276,6 +346,39 @@ mod tests {
         let da = m.delivery_annotations.clone().expect("delivery annotations");
         assert_eq!(da.0.get(&OwnedKey::Symbol(Symbol::from("last_enqueued_sequence_number"))), Some(&Value::Long(41)));
         assert_eq!(annotation(&m, "k"), Some(Value::String("v".into())));
+    }
+
+    fn encoded<T: fe2o3_amqp_types::messaging::SerializableBody>(m: Message<T>) -> Vec<u8> {
+        serde_amqp::to_vec(&Serializable(m)).unwrap()
+    }
+
+    #[test]
+    fn a_batch_envelope_comes_apart_into_its_events_and_keys_are_read() {
+        let keyed = |text: &str| {
+            let annotations = MessageAnnotations::builder().insert("x-opt-app", 1i32).insert("x-opt-partition-key", "track-42").build();
+            encoded(Message::builder().message_annotations(annotations).value(text.to_string()).build())
+        };
+        let (a, b) = (keyed("a"), encoded(Message::builder().data(vec![1u8, 2]).build()));
+        let envelope = encoded(
+            Message::builder()
+                .message_annotations(MessageAnnotations::builder().insert("x-opt-partition-key", "outer").build())
+                .data_batch([a.clone(), b.clone()].map(fe2o3_amqp_types::messaging::Data::from))
+                .build(),
+        );
+        assert_eq!(batch_events(&envelope).unwrap(), vec![a.as_slice(), b.as_slice()]);
+        assert_eq!(message_annotation_text(&envelope, "x-opt-partition-key").as_deref(), Some("outer"));
+        assert_eq!(message_annotation_text(&a, "x-opt-partition-key").as_deref(), Some("track-42"));
+        assert_eq!(message_annotation_text(&a, "x-opt-app"), None, "not text");
+        assert_eq!(message_annotation_text(&b, "x-opt-partition-key"), None);
+    }
+
+    #[test]
+    fn a_batch_must_hold_data_sections_of_messages() {
+        let value_body = encoded(Message::builder().value(1i32).build());
+        assert!(batch_events(&value_body).is_err(), "an amqp-value body is no batch");
+        let garbage_inside = encoded(Message::builder().data_batch([fe2o3_amqp_types::messaging::Data::from(vec![0x12u8, 0x34])]).build());
+        assert!(batch_events(&garbage_inside).is_err(), "each event must be a message");
+        assert!(check(&[]).is_err() && check(&value_body).is_ok());
     }
 
     #[test]

@@ -220,6 +220,12 @@ impl Journal {
     /// Frames `payloads` into the log in order and returns where each landed. Nothing
     /// is durable yet: await [`Journal::wait_durable`] with the returned LSN.
     pub fn append<P: AsRef<[u8]>>(&self, payloads: &[P]) -> StoreResult<(Vec<Loc>, u64)> {
+        self.append_parts(payloads.iter().map(|p| [p.as_ref()]))
+    }
+
+    /// As [`Journal::append`], for records each made of `N` parts one after another
+    /// (a header and a body, say): they are framed without being joined first.
+    pub fn append_parts<'a, const N: usize>(&self, records: impl ExactSizeIterator<Item = [&'a [u8]; N]>) -> StoreResult<(Vec<Loc>, u64)> {
         let mut p = self.shared.pending.lock();
         if let Some(reason) = &p.failed {
             return Err(StoreError::WriteFailed(reason.clone()));
@@ -228,13 +234,13 @@ impl Journal {
             return Err(StoreError::ShutDown);
         }
         let limit = self.shared.options.segment_bytes as u64;
-        let mut locs = Vec::with_capacity(payloads.len());
-        for payload in payloads {
-            let payload = payload.as_ref();
-            if payload.len() > record::MAX_PAYLOAD_LEN {
-                return Err(StoreError::Malformed { context: "append", detail: format!("record of {} bytes exceeds the bound", payload.len()) });
+        let mut locs = Vec::with_capacity(records.len());
+        for parts in records {
+            let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+            if payload_len > record::MAX_PAYLOAD_LEN {
+                return Err(StoreError::Malformed { context: "append", detail: format!("record of {payload_len} bytes exceeds the bound") });
             }
-            let framed = record::framed_len(payload.len()) as u64;
+            let framed = record::framed_len(payload_len) as u64;
             if p.active_len > 0 && p.active_len + framed > limit {
                 p.active += 1;
                 p.active_len = 0;
@@ -242,16 +248,16 @@ impl Journal {
             let seg = p.active;
             let offset = p.active_len as u32;
             match p.chunks.last_mut() {
-                Some((id, buf)) if *id == seg => record::encode_into(buf, payload),
+                Some((id, buf)) if *id == seg => record::encode_parts_into(buf, &parts),
                 _ => {
                     let mut buf = Vec::with_capacity(framed as usize);
-                    record::encode_into(&mut buf, payload);
+                    record::encode_parts_into(&mut buf, &parts);
                     p.chunks.push((seg, buf));
                 }
             }
             p.active_len += framed;
             p.next_lsn += framed;
-            locs.push(Loc { segment: seg, offset, payload_len: payload.len() as u32, lsn_end: p.next_lsn });
+            locs.push(Loc { segment: seg, offset, payload_len: payload_len as u32, lsn_end: p.next_lsn });
         }
         let lsn = p.next_lsn;
         drop(p);

@@ -18,11 +18,22 @@ fn checksum(len_bytes: [u8; 4], payload: &[u8]) -> u32 {
 
 /// Appends one framed record to `out`.
 pub fn encode_into(out: &mut Vec<u8>, payload: &[u8]) {
-    assert!(payload.len() <= MAX_PAYLOAD_LEN, "record payload exceeds bound");
-    let len_bytes = (payload.len() as u32).to_le_bytes();
+    encode_parts_into(out, &[payload]);
+}
+
+/// Appends one framed record whose payload is `parts` one after another, without
+/// first joining them.
+pub fn encode_parts_into(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    assert!(len <= MAX_PAYLOAD_LEN, "record payload exceeds bound");
+    let len_bytes = (len as u32).to_le_bytes();
+    let crc = parts.iter().fold(crc32c::crc32c(&len_bytes), |crc, p| crc32c::crc32c_append(crc, p));
+    out.reserve(HEADER_LEN + len);
     out.extend_from_slice(&len_bytes);
-    out.extend_from_slice(&checksum(len_bytes, payload).to_le_bytes());
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&crc.to_le_bytes());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
 }
 
 /// Size on disk of a record carrying `payload_len` bytes.
@@ -76,6 +87,14 @@ mod tests {
         encode_into(&mut buf, b"");
         assert_eq!(decode(&buf), Decoded::Record { payload: b"hello", framed_len: 13 });
         assert_eq!(decode(&buf[13..]), Decoded::Record { payload: b"", framed_len: 8 });
+    }
+
+    #[test]
+    fn parts_frame_as_their_concatenation() {
+        let (mut joined, mut parts) = (Vec::new(), Vec::new());
+        encode_into(&mut joined, b"header+body");
+        encode_parts_into(&mut parts, &[b"header", b"+", b"body"]);
+        assert_eq!(joined, parts);
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! `$management` node's READ answers.
 
 use fe2o3_amqp_types::definitions::Role;
-use fe2o3_amqp_types::messaging::annotations::OwnedKey;
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState, Rejected};
 use fe2o3_amqp_types::performatives::Attach;
 use fe2o3_amqp_types::primitives::{Symbol, Value};
@@ -15,7 +14,7 @@ use lapis_core::Clock;
 use super::{Answer, Completion, Conn, LinkKind, Result};
 use crate::errors::{self, stream_error};
 use crate::eventhubs::{self, address::HubAddress, selector};
-use crate::message;
+use crate::{message, sections};
 
 /// The attach property carrying a consumer's owner level.
 const EPOCH: &str = "com.microsoft:epoch";
@@ -41,15 +40,6 @@ fn wants_metrics(attach: &Attach) -> bool {
 }
 
 /// The partition key a producer's message (or batch envelope) carries.
-fn partition_key(bytes: &[u8]) -> Option<String> {
-    let m = message::decode(bytes).ok()?;
-    match m.message_annotations?.0.get(&OwnedKey::Symbol(Symbol::from(eventhubs::PARTITION_KEY)))? {
-        Value::String(s) => Some(s.clone()),
-        Value::Symbol(s) => Some(s.0.clone()),
-        _ => None,
-    }
-}
-
 impl Conn<'_> {
     /// Sets up a link to an event hub, or refuses it with the service's error.
     pub(super) fn attach_hub_link(&mut self, channel: u16, attach: Attach, addr: HubAddress, path: String) -> Result<()> {
@@ -87,25 +77,33 @@ impl Conn<'_> {
 
     /// Appends a producer's event (or batch) to its hub; it is confirmed once durable.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn deliver_to_hub(&mut self, channel: u16, delivery_id: u32, settled: bool, hub: &str, target: &SendTarget, bytes: Vec<u8>, format: u32) -> Answer {
+    pub(super) fn deliver_to_hub(&mut self, channel: u16, delivery_id: u32, settled: bool, hub: &str, target: &SendTarget, bytes: &[u8], format: u32) -> Answer {
         if bytes.len() > eventhubs::MAX_MESSAGE_SIZE as usize {
             let e = StreamError::EventTooLarge { size: bytes.len(), limit: eventhubs::MAX_MESSAGE_SIZE as usize };
             return Answer::Now(DeliveryState::Rejected(Rejected { error: Some(stream_error(&e)) }));
         }
-        let envelope_key = partition_key(&bytes);
-        let events = match message::split(bytes, format) {
-            Ok(e) => e,
+        // The events, borrowed from the transfer: the envelope's data sections for a
+        // batch, else the message itself.
+        let parsed = if format == message::BATCH_FORMAT { sections::batch_events(bytes) } else { sections::check(bytes).map(|()| vec![bytes]) };
+        let bodies = match parsed {
+            Ok(b) => b,
             Err(e) => return Answer::Now(DeliveryState::Rejected(Rejected { error: Some(errors::amqp(fe2o3_amqp_types::definitions::AmqpError::DecodeError, e.to_string())) })),
         };
-        let key = envelope_key.or_else(|| events.first().and_then(|e| partition_key(e)));
-        let target = match (target, key) {
-            (SendTarget::Any, Some(k)) => SendTarget::Key(k),
-            (t, _) => t.clone(),
+        // A key matters only for a send to the hub itself: the envelope's, else the
+        // first event's (SDKs stamp both).
+        let target = match target {
+            SendTarget::Any => {
+                let key = sections::message_annotation_text(bytes, eventhubs::PARTITION_KEY)
+                    .or_else(|| bodies.first().and_then(|e| sections::message_annotation_text(e, eventhubs::PARTITION_KEY)));
+                key.map_or(SendTarget::Any, SendTarget::Key)
+            }
+            t => t.clone(),
         };
-        let bodies: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
         match self.service.streams.send(hub, &target, &bodies) {
             Err(e) => Answer::Now(DeliveryState::Rejected(Rejected { error: Some(stream_error(&e)) })),
             Ok(sent) => {
+                let first = sent.appended.events.first().map_or(-1, |e| e.0);
+                tracing::debug!(hub, partition = sent.partition, first_seq = first, events = bodies.len(), delivery_id, "events appended");
                 self.pending.push(Box::pin(async move {
                     let state = match sent.appended.durable().await {
                         Ok(()) => DeliveryState::Accepted(Accepted {}),

@@ -70,18 +70,27 @@ impl Conn<'_> {
         if partial.bytes.len() + payload.len() > MAX_MESSAGE {
             return Err(ConnectionError::Protocol(format!("a message larger than {MAX_MESSAGE} bytes")));
         }
-        partial.bytes.extend_from_slice(&payload);
-        if transfer.more && !transfer.aborted {
-            link.partial = Some(partial);
-            return Ok(());
-        }
+        let continues = transfer.more && !transfer.aborted;
+        // A message in one frame is used where it was read; only split ones are copied
+        // together.
+        let whole = if partial.bytes.is_empty() && !continues {
+            payload
+        } else {
+            partial.bytes.extend_from_slice(&payload);
+            if continues {
+                link.partial = Some(partial);
+                return Ok(());
+            }
+            bytes::Bytes::from(std::mem::take(&mut partial.bytes))
+        };
         link.credit = link.credit.saturating_sub(1);
         link.delivery_count = link.delivery_count.wrapping_add(1);
         let refill = link.credit < CREDIT / 2;
         if transfer.aborted {
             return if refill { self.grant_credit(channel, handle) } else { Ok(()) };
         }
-        let Partial { delivery_id, settled, format, txn, bytes } = partial;
+        let Partial { delivery_id, settled, format, txn, .. } = partial;
+        let bytes = whole;
         let answer = match &link.kind {
             LinkKind::CbsRequests => {
                 self.on_cbs_request(channel, &bytes)?;
@@ -89,7 +98,7 @@ impl Conn<'_> {
             }
             LinkKind::EntityIn { entity } => {
                 let entity = entity.clone();
-                self.deliver_to_broker(channel, delivery_id, settled, &entity, bytes, format, txn)
+                self.deliver_to_broker(channel, delivery_id, settled, &entity, bytes.into(), format, txn)
             }
             LinkKind::ManagementRequests { entity } => {
                 let entity = entity.clone();
@@ -99,7 +108,7 @@ impl Conn<'_> {
             LinkKind::Coordinator => self.on_coordinator_request(channel, delivery_id, settled, &bytes),
             LinkKind::HubIn { hub, target } => {
                 let (hub, target) = (hub.clone(), target.clone());
-                self.deliver_to_hub(channel, delivery_id, settled, &hub, &target, bytes, format)
+                self.deliver_to_hub(channel, delivery_id, settled, &hub, &target, &bytes, format)
             }
             LinkKind::HubManagementRequests => {
                 self.on_hub_management_request(channel, &bytes)?;

@@ -212,16 +212,16 @@ impl EventLog for FileLog {
         let mut st = self.state.lock();
         let time = now_ms.max(st.last_time);
         let (mut seq, mut offset) = (st.next_seq, st.next_offset);
-        let mut payloads = Vec::with_capacity(bodies.len());
+        let mut headers = Vec::with_capacity(bodies.len());
         let mut events = Vec::with_capacity(bodies.len());
         for body in bodies {
-            let payload = event_record::encode(seq, offset, time, body);
+            headers.push(event_record::header(seq, offset, time));
             events.push((seq, offset, time));
-            offset += frame::framed_len(payload.len()) as i64;
+            offset += frame::framed_len(event_record::HEADER_LEN + body.len()) as i64;
             seq += 1;
-            payloads.push(payload);
         }
-        let (locs, lsn) = self.journal.append(&payloads)?;
+        // Header and body go into the journal's buffer as they are: no joined copy.
+        let (locs, lsn) = self.journal.append_parts(headers.iter().zip(bodies).map(|(h, body)| [&h[..], *body]))?;
         for (&(seq, offset, time), loc) in events.iter().zip(&locs) {
             st.note(seq, offset, time, loc);
         }

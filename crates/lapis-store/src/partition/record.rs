@@ -5,16 +5,16 @@
 pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 1 + 8 * 3;
 
-/// The payload of the record for one event.
-pub fn encode(seq: i64, offset: i64, enqueued_at: i64, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-    out.push(VERSION);
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&offset.to_le_bytes());
-    out.extend_from_slice(&enqueued_at.to_le_bytes());
-    out.extend_from_slice(body);
+/// The header that precedes an event's body in its record.
+pub fn header(seq: i64, offset: i64, enqueued_at: i64) -> [u8; HEADER_LEN] {
+    let mut out = [0u8; HEADER_LEN];
+    out[0] = VERSION;
+    out[1..9].copy_from_slice(&seq.to_le_bytes());
+    out[9..17].copy_from_slice(&offset.to_le_bytes());
+    out[17..25].copy_from_slice(&enqueued_at.to_le_bytes());
     out
 }
+
 
 /// The header fields of a record payload, and its body.
 pub struct Header<'a> {
