@@ -79,3 +79,16 @@ print_results() {
     echo "RESULT $fig lapis=$l peer=$p ratio=$ratio"
   done
 }
+
+# run_tracked PIDFILE CMD ARGS...: CMD in the background with its pid in PIDFILE (so
+# that cleanup can stop it); prints its output, returns its status.
+run_tracked() {
+  local pidfile=$1 pid rc=0
+  shift
+  "$@" 2>/dev/null &
+  pid=$!
+  echo "$pid" > "$pidfile"
+  wait "$pid" || rc=$?
+  : > "$pidfile"
+  return $rc
+}

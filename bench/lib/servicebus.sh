@@ -70,13 +70,7 @@ bench_cleanup() {
 # run_sbload ARGS...: sbload in the background with its pid in SBLOAD_PIDFILE, so that
 # cleanup can stop it; prints its JSON line.
 run_sbload() {
-  local pid rc=0
-  "$SBLOAD" "$@" 2>/dev/null &
-  pid=$!
-  echo "$pid" > "$SBLOAD_PIDFILE"
-  wait "$pid" || rc=$?
-  : > "$SBLOAD_PIDFILE"
-  return $rc
+  run_tracked "$SBLOAD_PIDFILE" "$SBLOAD" "$@"
 }
 declare -A R  # R[figure.side] = value
 

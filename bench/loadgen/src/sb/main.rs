@@ -15,6 +15,8 @@
 
 mod amqp;
 mod args;
+#[path = "../errors.rs"]
+mod errors;
 #[path = "../flags.rs"]
 mod flags;
 mod sas;
@@ -111,10 +113,10 @@ async fn run(a: Args) -> Result<Value, String> {
         "sent_per_s": rate(total.sent),
         "sent_total": total.sent_total,
         "send_ms": hist_json(&total.send_us),
-        "errors": total.errors,
-        "outcomes": total.outcomes,
+        "errors": total.errors.count,
+        "outcomes": total.errors.by_kind,
         "reconnects": total.reconnects,
-        "error_samples": total.samples,
+        "error_samples": total.errors.samples,
     });
     if !fill {
         let extra = json!({

@@ -7,7 +7,6 @@
 //! with `accepted`; end-to-end latency is the time it got the delivery minus the
 //! send time in the body (same process, same monotonic clock).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value as Json};
 
 use crate::amqp::{Conn, Endpoint, CLOSE_TIMEOUT};
+use crate::errors::Errors;
 
 /// How long one send may wait for its disposition before it counts as failed.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,10 +60,8 @@ pub struct Tally {
     /// Over the whole run, warm-up included: the backlog left is their difference.
     pub sent_total: u64,
     pub received_total: u64,
-    pub errors: u64,
+    pub errors: Errors,
     pub reconnects: u64,
-    pub outcomes: BTreeMap<String, u64>,
-    pub samples: Vec<String>,
     /// Send → disposition, microseconds.
     pub send_us: Histogram<u64>,
     /// Send start → delivery at the receiver, microseconds.
@@ -77,22 +75,15 @@ impl Tally {
             completed: 0,
             sent_total: 0,
             received_total: 0,
-            errors: 0,
+            errors: Errors::default(),
             reconnects: 0,
-            outcomes: BTreeMap::new(),
-            samples: Vec::new(),
             send_us: new_hist(),
             e2e_us: new_hist(),
         }
     }
 
     fn error(&mut self, what: String) {
-        self.errors += 1;
-        let kind = what.split(':').next().unwrap_or("error").to_string();
-        *self.outcomes.entry(kind).or_insert(0) += 1;
-        if self.samples.len() < 5 && !self.samples.contains(&what) {
-            self.samples.push(what);
-        }
+        self.errors.record(what);
     }
 
     pub fn merge(&mut self, o: Tally) {
@@ -100,16 +91,8 @@ impl Tally {
         self.completed += o.completed;
         self.sent_total += o.sent_total;
         self.received_total += o.received_total;
-        self.errors += o.errors;
+        self.errors.merge(o.errors);
         self.reconnects += o.reconnects;
-        for (k, v) in o.outcomes {
-            *self.outcomes.entry(k).or_insert(0) += v;
-        }
-        for s in o.samples {
-            if self.samples.len() < 10 && !self.samples.contains(&s) {
-                self.samples.push(s);
-            }
-        }
         let _ = self.send_us.add(&o.send_us);
         let _ = self.e2e_us.add(&o.e2e_us);
     }
