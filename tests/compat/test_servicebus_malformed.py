@@ -137,6 +137,20 @@ def test_a_transfer_on_an_unknown_link_is_refused(sb):
     assert_still_serving(sb)
 
 
+def test_a_detach_after_its_session_ended_is_ignored(sb):
+    # The Python SDKs end a session and then detach its last links on close.
+    s = opened(sb)
+    s.sendall(BEGIN)
+    s.sendall(frame(described_list(0x17, b"", 0)))  # end
+    s.sendall(frame(described_list(0x16, bytes([0x52, 0x03, 0x41]), 2)))  # detach handle 3, closed
+    s.sendall(frame(described_list(0x18, b"", 0)))  # close
+    rest = read_until_closed(s)
+    performatives = [code for code in (0x11, 0x17, 0x18) if bytes([0x00, 0x53, code]) in rest]
+    assert performatives == [0x11, 0x17, 0x18], f"begin, end and close answered: {rest!r}"
+    assert b"amqp:" not in rest, f"no error: {rest!r}"
+    assert_still_serving(sb)
+
+
 def test_silent_and_vanishing_clients_do_not_hold_up_others(sb):
     silent = []
     for i in range(30):

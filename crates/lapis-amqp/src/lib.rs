@@ -91,7 +91,9 @@ pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, tls: Option
             continue;
         };
         let (service, tls, stop) = (service.clone(), tls.clone(), shutdown.clone());
-        connections.spawn(async move {
+        // Every log line of a connection names its peer.
+        let span = tracing::debug_span!("amqp", %peer);
+        connections.spawn(tracing::Instrument::instrument(async move {
             let _slot = slot;
             let ended = match tls {
                 None => connection::run(stream, &service, stop).await,
@@ -102,9 +104,9 @@ pub async fn serve(listener: TcpListener, service: Arc<AmqpService>, tls: Option
                 },
             };
             if let Err(e) = ended {
-                tracing::debug!(%peer, error = %e, "AMQP connection ended with an error");
+                tracing::debug!(error = %e, "AMQP connection ended with an error");
             }
-        });
+        }, span));
     }
     let open = connections.len();
     if open > 0 {

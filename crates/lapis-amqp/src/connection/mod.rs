@@ -292,7 +292,12 @@ impl Conn<'_> {
             Performative::Disposition(d) => self.on_disposition(channel, d)?,
             Performative::Detach(detach) => {
                 self.waiting.retain(|w| !(w.channel == channel && w.attach.handle == detach.handle));
-                let session = self.session(channel)?;
+                // The Python SDKs end a session and then detach its last links: those
+                // links went with the session, so there is nothing left to answer.
+                let Some(session) = self.sessions.get_mut(&channel) else {
+                    tracing::debug!(channel, handle = detach.handle.0, "a detach after its session ended; ignored");
+                    return Ok(true);
+                };
                 let link = session.links.remove(&detach.handle.0);
                 // Its deliveries can no longer be settled on it; their locks run out.
                 session.unsettled.retain(|_, u| u.handle != detach.handle.0);
