@@ -14,7 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ pub enum Durability {
 pub struct Faults {
     /// The next sync reports an I/O error.
     pub fail_next_sync: AtomicBool,
+    /// Syncs wait while this is set (a slow disk, frozen).
+    pub hold_syncs: AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -91,8 +93,15 @@ struct Progress {
     failed: Option<String>,
 }
 
+/// How many written buffers the writer keeps for reuse, and the largest it keeps.
+const SPARE_BUFFERS: usize = 4;
+const SPARE_BUFFER_BYTES: usize = 4 << 20;
+
 struct Pending {
     chunks: Vec<(SegmentId, Vec<u8>)>,
+    /// Buffers the writer is done with, kept for the next appends: a steady load
+    /// reuses the same memory instead of faulting in fresh pages for every batch.
+    spare: Vec<Vec<u8>>,
     active: SegmentId,
     active_len: u64,
     next_lsn: u64,
@@ -107,7 +116,11 @@ struct Shared {
     wake_writer: Condvar,
     progress: watch::Sender<Progress>,
     files: RwLock<BTreeMap<SegmentId, Arc<File>>>,
+    /// Told each durable LSN by the writer thread itself, as soon as it is durable.
+    on_durable: OnceLock<DurableHook>,
 }
+
+type DurableHook = Box<dyn Fn(u64) + Send + Sync>;
 
 /// An open log directory. Dropping it flushes and stops the writer.
 pub struct Journal {
@@ -199,6 +212,7 @@ impl Journal {
             options,
             pending: Mutex::new(Pending {
                 chunks: Vec::new(),
+                spare: Vec::new(),
                 active,
                 active_len,
                 next_lsn: 0,
@@ -208,6 +222,7 @@ impl Journal {
             wake_writer: Condvar::new(),
             progress: watch::channel(Progress::default()).0,
             files: RwLock::new(files),
+            on_durable: OnceLock::new(),
         });
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
@@ -225,7 +240,18 @@ impl Journal {
 
     /// As [`Journal::append`], for records each made of `N` parts one after another
     /// (a header and a body, say): they are framed without being joined first.
-    pub fn append_parts<'a, const N: usize>(&self, records: impl ExactSizeIterator<Item = [&'a [u8]; N]>) -> StoreResult<(Vec<Loc>, u64)> {
+    pub fn append_parts<'a, const N: usize>(&self, records: impl ExactSizeIterator<Item = [&'a [u8]; N]> + Clone) -> StoreResult<(Vec<Loc>, u64)> {
+        // Every record is checked before any is framed: an append lands whole or not
+        // at all. The total is reserved once, so a large batch is not copied as its
+        // buffer grows.
+        let mut remaining = 0usize;
+        for parts in records.clone() {
+            let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+            if payload_len > record::MAX_PAYLOAD_LEN {
+                return Err(StoreError::Malformed { context: "append", detail: format!("record of {payload_len} bytes exceeds the bound") });
+            }
+            remaining += record::framed_len(payload_len);
+        }
         let mut p = self.shared.pending.lock();
         if let Some(reason) = &p.failed {
             return Err(StoreError::WriteFailed(reason.clone()));
@@ -237,9 +263,6 @@ impl Journal {
         let mut locs = Vec::with_capacity(records.len());
         for parts in records {
             let payload_len: usize = parts.iter().map(|p| p.len()).sum();
-            if payload_len > record::MAX_PAYLOAD_LEN {
-                return Err(StoreError::Malformed { context: "append", detail: format!("record of {payload_len} bytes exceeds the bound") });
-            }
             let framed = record::framed_len(payload_len) as u64;
             if p.active_len > 0 && p.active_len + framed > limit {
                 p.active += 1;
@@ -248,13 +271,18 @@ impl Journal {
             let seg = p.active;
             let offset = p.active_len as u32;
             match p.chunks.last_mut() {
-                Some((id, buf)) if *id == seg => record::encode_parts_into(buf, &parts),
+                Some((id, buf)) if *id == seg => {
+                    buf.reserve(remaining);
+                    record::encode_parts_into(buf, &parts);
+                }
                 _ => {
-                    let mut buf = Vec::with_capacity(framed as usize);
+                    let mut buf = p.spare.pop().unwrap_or_default();
+                    buf.reserve(remaining);
                     record::encode_parts_into(&mut buf, &parts);
                     p.chunks.push((seg, buf));
                 }
             }
+            remaining -= framed as usize;
             p.active_len += framed;
             p.next_lsn += framed;
             locs.push(Loc { segment: seg, offset, payload_len: payload_len as u32, lsn_end: p.next_lsn });
@@ -263,6 +291,14 @@ impl Journal {
         drop(p);
         self.shared.wake_writer.notify_one();
         Ok((locs, lsn))
+    }
+
+    /// Has the writer thread call `hook` with each LSN once everything up to it is
+    /// durable, before any waiter wakes: for work that must not wait for a waiter's
+    /// task to be scheduled. The hook must be quick; it runs on the writer. Set once.
+    pub fn on_durable(&self, hook: impl Fn(u64) + Send + Sync + 'static) {
+        let set = self.shared.on_durable.set(Box::new(hook));
+        assert!(set.is_ok(), "a journal's durability hook is set once");
     }
 
     /// Resolves once everything up to `lsn` is acknowledged under the configured
@@ -447,6 +483,9 @@ fn run_writer(shared: &Shared, mut active: SegmentId) {
         match result {
             Ok(()) => {
                 // Strict mode synced above; relaxed mode acknowledges what is written.
+                if let Some(hook) = shared.on_durable.get() {
+                    hook(lsn);
+                }
                 shared.progress.send_modify(|p| {
                     p.written = lsn;
                     p.durable = lsn;
@@ -460,7 +499,14 @@ fn run_writer(shared: &Shared, mut active: SegmentId) {
                 return;
             }
         }
-        if shutdown && shared.pending.lock().chunks.is_empty() {
+        let mut p = shared.pending.lock();
+        for (_, mut buf) in chunks {
+            if p.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_BUFFER_BYTES {
+                buf.clear();
+                p.spare.push(buf);
+            }
+        }
+        if shutdown && p.chunks.is_empty() {
             return;
         }
     }
@@ -488,6 +534,9 @@ fn sync_active(shared: &Shared, active: SegmentId) -> StoreResult<()> {
     if let Some(faults) = &shared.options.faults {
         if faults.fail_next_sync.swap(false, Ordering::SeqCst) {
             return Err(StoreError::io("syncing segment", &path, std::io::Error::other("injected sync failure")));
+        }
+        while faults.hold_syncs.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
     let file = shared.files.read().get(&active).cloned();

@@ -284,3 +284,19 @@ async fn relaxed_durability_acknowledges_writes_that_survive_a_clean_close() {
     let (seen, _) = replay_journal(dir.path(), relaxed).unwrap();
     assert_eq!(seen.len(), 100);
 }
+
+#[tokio::test]
+async fn an_append_with_an_oversized_record_lands_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(dir.path(), JournalOptions::default(), |_, _| Ok(())).unwrap();
+    // Two parts of 64 MiB + 1 make one record over the 128 MiB bound (never touched).
+    let half = vec![0u8; (64 << 20) + 1];
+    let refused = journal.append_parts([[b"fine".as_slice(), b""], [b"ok".as_slice(), b""], [&half[..], &half[..]]].into_iter());
+    assert!(matches!(refused, Err(StoreError::Malformed { .. })), "{:?}", refused.map(|(_, lsn)| lsn));
+    let (locs, lsn) = journal.append(&[b"after"]).unwrap();
+    assert_eq!(locs[0].offset, 0, "the refused append left nothing behind");
+    journal.wait_durable(lsn).await.unwrap();
+    journal.close();
+    let (seen, _) = replay_journal(dir.path(), JournalOptions::default()).unwrap();
+    assert_eq!(seen, vec![b"after".to_vec()]);
+}

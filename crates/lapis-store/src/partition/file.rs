@@ -2,9 +2,10 @@
 //! a sparse index in memory — the first event of every segment and one entry per
 //! [`INDEX_EVERY`] bytes after it — from which a reader finds where to start and
 //! then reads the files in chunks. Memory grows with the number of index entries
-//! (about 40 bytes per 64 KiB retained), not with the events.
+//! (about 40 bytes per 64 KiB retained), not with the events. Events become visible
+//! to readers from the journal's writer thread, the moment their sync finishes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -89,6 +90,9 @@ pub struct FileLog {
     journal: Arc<Journal>,
     state: Mutex<State>,
     visible: Arc<Visibility>,
+    /// The last event of each append not yet durable, with the LSN that makes it so,
+    /// in order: the journal's writer makes them visible as their syncs finish.
+    marks: Arc<Mutex<VecDeque<(u64, Visible)>>>,
 }
 
 impl FileLog {
@@ -107,7 +111,21 @@ impl FileLog {
             }
             Ok(())
         })?;
-        let log = FileLog { journal: Arc::new(journal), state: Mutex::new(state), visible: Visibility::new(last) };
+        let visible = Visibility::new(last);
+        let marks: Arc<Mutex<VecDeque<(u64, Visible)>>> = Arc::default();
+        let (hook_marks, hook_visible) = (marks.clone(), visible.clone());
+        journal.on_durable(move |durable| {
+            let mut newest = None;
+            let mut m = hook_marks.lock();
+            while m.front().is_some_and(|&(lsn, _)| lsn <= durable) {
+                newest = m.pop_front().map(|(_, v)| v);
+            }
+            drop(m);
+            if let Some(v) = newest {
+                hook_visible.advance(v);
+            }
+        });
+        let log = FileLog { journal: Arc::new(journal), state: Mutex::new(state), visible, marks };
         Ok((log, report))
     }
 }
@@ -220,8 +238,15 @@ impl EventLog for FileLog {
             offset += frame::framed_len(event_record::HEADER_LEN + body.len()) as i64;
             seq += 1;
         }
+        // Held across the append, so the writer cannot finish this sync and look for
+        // its mark before the mark is there.
+        let mut marks = self.marks.lock();
         // Header and body go into the journal's buffer as they are: no joined copy.
         let (locs, lsn) = self.journal.append_parts(headers.iter().zip(bodies).map(|(h, body)| [&h[..], *body]))?;
+        if let Some(&(seq, offset, enqueued_at)) = events.last() {
+            marks.push_back((lsn, Visible { seq, offset, enqueued_at }));
+        }
+        drop(marks);
         for (&(seq, offset, time), loc) in events.iter().zip(&locs) {
             st.note(seq, offset, time, loc);
         }

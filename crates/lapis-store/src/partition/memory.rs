@@ -59,6 +59,10 @@ impl EventLog for MemoryLog {
             events.push((seq, offset, time));
         }
         st.last_time = time;
+        // Nothing to make durable: readers see the events at once.
+        if let Some(&(seq, offset, enqueued_at)) = events.last() {
+            self.visible.advance(Visible { seq, offset, enqueued_at });
+        }
         Ok(Appended { events, waiter: None, visible: self.visible.clone() })
     }
 

@@ -65,17 +65,19 @@ async fn events_are_numbered_and_readable_from_any_position() {
 #[tokio::test]
 async fn nothing_is_visible_before_it_is_durable() {
     let dir = tempfile::tempdir().unwrap();
-    for log in logs(dir.path()) {
-        let a = log.append(5, &[b"first".as_slice()]).unwrap();
-        let mut c = log.seek(Seek::Start);
-        assert!(log.read(&mut c, 10, 1 << 20).await.unwrap().is_empty(), "not readable before durable");
-        assert_eq!(log.info().last_seq, NONE);
-        let mut watch = log.watch_visible();
-        a.durable().await.unwrap();
-        watch.changed().await.unwrap();
-        assert_eq!(watch.borrow().seq, 0);
-        assert_eq!(log.read(&mut c, 10, 1 << 20).await.unwrap().len(), 1);
-    }
+    let faults = Arc::new(crate::journal::Faults::default());
+    let (log, _) = FileLog::open(dir.path(), JournalOptions { faults: Some(faults.clone()), ..small_segments() }).unwrap();
+    faults.hold_syncs.store(true, std::sync::atomic::Ordering::SeqCst);
+    let a = log.append(5, &[b"first".as_slice()]).unwrap();
+    let mut c = log.seek(Seek::Start);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(log.read(&mut c, 10, 1 << 20).await.unwrap().is_empty(), "not readable before durable");
+    assert_eq!(log.info().last_seq, NONE);
+    let mut watch = log.watch_visible();
+    faults.hold_syncs.store(false, std::sync::atomic::Ordering::SeqCst);
+    a.durable().await.unwrap();
+    assert_eq!(watch.wait_for(|v| v.seq == 0).await.unwrap().seq, 0);
+    assert_eq!(log.read(&mut c, 10, 1 << 20).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -168,4 +170,19 @@ async fn events_past_retention_go_even_from_the_current_segment() {
     log.close();
     let (log, _) = FileLog::open(dir.path(), JournalOptions::default()).unwrap();
     assert_eq!(read_all(&log, log.seek(Seek::Start)).await, ["new"]);
+}
+
+#[tokio::test]
+async fn events_become_visible_once_durable_even_if_nobody_awaits_the_append() {
+    let dir = tempfile::tempdir().unwrap();
+    for log in logs(dir.path()) {
+        let mut visible = log.watch_visible();
+        let appended = log.append(1_000, &[b"a", b"b"]).unwrap();
+        let last = appended.events.last().unwrap().0;
+        // The producer's side is busy elsewhere: `durable()` is not polled.
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(10), visible.wait_for(|v| v.seq >= last)).await;
+        assert!(seen.is_ok(), "event {last} did not become visible");
+        assert_eq!(read_all(&*log, log.seek(Seek::Start)).await, ["a", "b"]);
+        drop(appended);
+    }
 }
