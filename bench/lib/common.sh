@@ -92,3 +92,20 @@ run_tracked() {
   : > "$pidfile"
   return $rc
 }
+
+# Builds the load generators (bench/loadgen, its own workspace) and, when Lapis runs,
+# its release binary. Sets LOADGEN and LAPIS_BIN; the other generators sit beside
+# LOADGEN.
+build_tools() {
+  step "build (not counted in the run time)"
+  log "load generators: cargo build --release (bench/loadgen, own workspace)"
+  (cd "$LOADGEN_DIR" && CARGO_TARGET_DIR="$LOADGEN_DIR/target" cargo build --release --quiet)
+  LOADGEN="$LOADGEN_DIR/target/release/loadgen"
+  mkdir -p "$OUT_DIR"
+  LAPIS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/lapis"
+  if [ "$RUN_LAPIS" = 1 ]; then
+    log "lapis: cargo build --release -p lapis"
+    (cd "$ROOT" && cargo build --release -p lapis --quiet)
+    [ -x "$LAPIS_BIN" ] || { echo "no binary at $LAPIS_BIN" >&2; exit 1; }
+  fi
+}

@@ -54,19 +54,8 @@ EVENT_DISK_BYTES=$((8 + 25 + 8 + SIZE))
 RSS_FIGURE=rss_mib_${FILL_GIB}gib
 
 # ---------------------------------------------------------------- builds
-step "build (not counted in the run time)"
-log "loadgen + ehload: cargo build --release (bench/loadgen, own workspace)"
-(cd "$LOADGEN_DIR" && CARGO_TARGET_DIR="$LOADGEN_DIR/target" cargo build --release --quiet)
-LOADGEN="$LOADGEN_DIR/target/release/loadgen"
+build_tools
 EHLOAD="$LOADGEN_DIR/target/release/ehload"
-mkdir -p "$OUT_DIR"
-
-LAPIS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/lapis"
-if [ $RUN_LAPIS = 1 ]; then
-  log "lapis: cargo build --release -p lapis"
-  (cd "$ROOT" && cargo build --release -p lapis --quiet)
-  [ -x "$LAPIS_BIN" ] || { echo "no binary at $LAPIS_BIN" >&2; exit 1; }
-fi
 
 # ---------------------------------------------------------------- run
 SECONDS=0

@@ -31,19 +31,8 @@ esac
 QUEUES=(bench-load bench-fanin bench-fill)
 
 # ---------------------------------------------------------------- builds
-step "build (not counted in the run time)"
-log "loadgen + sbload: cargo build --release (bench/loadgen, own workspace)"
-(cd "$LOADGEN_DIR" && CARGO_TARGET_DIR="$LOADGEN_DIR/target" cargo build --release --quiet)
-LOADGEN="$LOADGEN_DIR/target/release/loadgen"
+build_tools
 SBLOAD="$LOADGEN_DIR/target/release/sbload"
-mkdir -p "$OUT_DIR"
-
-LAPIS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/lapis"
-if [ $RUN_LAPIS = 1 ]; then
-  log "lapis: cargo build --release -p lapis"
-  (cd "$ROOT" && cargo build --release -p lapis --quiet)
-  [ -x "$LAPIS_BIN" ] || { echo "no binary at $LAPIS_BIN" >&2; exit 1; }
-fi
 if [ $RUN_PEER = 1 ]; then
   rabbitmq_install
   log "peer: rabbitmq-server $(rabbitmq_version) (Debian), Erlang $(erlang_version)"

@@ -20,6 +20,7 @@
 mod args;
 mod flags;
 mod client;
+mod hist;
 mod sign;
 mod stats;
 mod workers;
@@ -37,7 +38,8 @@ use serde_json::{json, Value};
 use args::{parse_args, usage, Args};
 use client::{Client, Endpoint};
 use sign::{Signer, DEV_ACCOUNT, DEV_KEY};
-use stats::{hist_json, Stats};
+use hist::hist_json;
+use stats::Stats;
 use workers::{ensure_queue, worker_cycle, worker_fill, worker_put};
 
 async fn run_load(a: Args) -> Result<Value, String> {
@@ -128,7 +130,7 @@ async fn wait_http(a: &Args) -> Result<Value, String> {
             Ok::<u16, String>(r.status().as_u16())
         };
         match tokio::time::timeout(Duration::from_secs(2), attempt).await {
-            Ok(Ok(s)) if a.expect.map_or(true, |e| e == s) => {
+            Ok(Ok(s)) if a.expect.is_none_or(|e| e == s) => {
                 return Ok(json!({"url": a.url, "status": s, "waited_s": t0.elapsed().as_secs_f64()}))
             }
             Ok(Ok(s)) => last = format!("HTTP {s}"),

@@ -1,15 +1,13 @@
-//! The figures: per-worker tallies (`Stats`), their latency histograms, and
-//! how a histogram is written into the JSON result (`hist_json`).
+//! The figures: per-worker tallies (`Stats`) and their latency histograms.
 
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
 
 use crate::client::Resp;
 
 fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
+    crate::hist::new_hist(120_000_000)
 }
 
 /// Per-worker tallies, merged at the end.
@@ -84,18 +82,3 @@ impl Stats {
     }
 }
 
-/// count, mean and percentiles in milliseconds (3 decimals); null when empty.
-pub fn hist_json(h: &Histogram<u64>) -> Value {
-    if h.is_empty() {
-        return Value::Null;
-    }
-    let ms = |us: f64| (us / 1000.0 * 1000.0).round() / 1000.0;
-    json!({
-        "count": h.len(),
-        "mean": ms(h.mean()),
-        "p50": ms(h.value_at_quantile(0.50) as f64),
-        "p90": ms(h.value_at_quantile(0.90) as f64),
-        "p99": ms(h.value_at_quantile(0.99) as f64),
-        "max": ms(h.max() as f64),
-    })
-}

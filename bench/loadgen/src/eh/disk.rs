@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::workers::hist_json;
+use crate::hist::hist_json;
 
 /// The preallocated file of `--layout overwrite`: one Lapis segment's size.
 const OVERWRITE_FILE: u64 = 64 << 20;

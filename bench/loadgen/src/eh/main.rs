@@ -24,6 +24,8 @@ mod disk;
 mod errors;
 #[path = "../flags.rs"]
 mod flags;
+#[path = "../hist.rs"]
+mod hist;
 mod workers;
 
 use std::sync::atomic::AtomicU64;
@@ -33,7 +35,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use args::{parse_args, usage, Args};
-use workers::{consumer_loop, hist_json, producer_loop, Plan, Tally};
+use hist::hist_json;
+use workers::{consumer_loop, producer_loop, Plan, Tally};
 
 fn producer_address(a: &Args, i: usize) -> String {
     match a.target.as_str() {

@@ -20,7 +20,6 @@ use fe2o3_amqp::types::messaging::{Data, Message, Outcome};
 use fe2o3_amqp::{Receiver, Sender};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
-use serde_json::{json, Value as Json};
 
 use crate::amqp::{Conn, CLOSE_TIMEOUT};
 use crate::errors::Errors;
@@ -68,7 +67,7 @@ fn batch(template: &[u8], events: usize, stamp: u64) -> Sendable<fe2o3_amqp::typ
 }
 
 fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+    crate::hist::new_hist(600_000_000)
 }
 
 /// What the loops count; merged over all workers at the end.
@@ -128,23 +127,6 @@ impl Tally {
         let _ = self.e2e_us.add(&o.e2e_us);
         self.last_accept = self.last_accept.max(o.last_accept);
     }
-}
-
-/// count, mean and percentiles in milliseconds (3 decimals); null when empty.
-pub fn hist_json(h: &Histogram<u64>) -> Json {
-    if h.is_empty() {
-        return Json::Null;
-    }
-    let ms = |us: f64| (us / 1000.0 * 1000.0).round() / 1000.0;
-    json!({
-        "count": h.len(),
-        "mean": ms(h.mean()),
-        "p50": ms(h.value_at_quantile(0.50) as f64),
-        "p90": ms(h.value_at_quantile(0.90) as f64),
-        "p99": ms(h.value_at_quantile(0.99) as f64),
-        "p999": ms(h.value_at_quantile(0.999) as f64),
-        "max": ms(h.max() as f64),
-    })
 }
 
 /// When to count and when to stop. `quota` (fill) caps the events over all

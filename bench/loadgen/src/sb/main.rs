@@ -19,6 +19,8 @@ mod args;
 mod errors;
 #[path = "../flags.rs"]
 mod flags;
+#[path = "../hist.rs"]
+mod hist;
 mod sas;
 mod workers;
 
@@ -30,7 +32,8 @@ use serde_json::{json, Value};
 
 use amqp::{Conn, Endpoint, Flavor};
 use args::{parse_args, usage, Args};
-use workers::{hist_json, receiver_loop, sender_loop, Plan, Tally};
+use hist::hist_json;
+use workers::{receiver_loop, sender_loop, Plan, Tally};
 
 fn endpoint(a: &Args) -> Result<Endpoint, String> {
     Ok(Endpoint { flavor: Flavor::parse(&a.flavor)?, port: a.port, queue: a.queue.clone() })

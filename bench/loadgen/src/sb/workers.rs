@@ -16,7 +16,6 @@ use fe2o3_amqp::types::messaging::{Body, Message, Outcome};
 use fe2o3_amqp::types::primitives::{Binary, Value};
 use fe2o3_amqp::{Receiver, Sender};
 use hdrhistogram::Histogram;
-use serde_json::{json, Value as Json};
 
 use crate::amqp::{Conn, Endpoint, CLOSE_TIMEOUT};
 use crate::errors::Errors;
@@ -48,7 +47,7 @@ fn stamp_of(d: &Delivery<Body<Value>>) -> Option<u64> {
 }
 
 fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+    crate::hist::new_hist(600_000_000)
 }
 
 /// What the loops count; merged over all workers at the end.
@@ -96,22 +95,6 @@ impl Tally {
         let _ = self.send_us.add(&o.send_us);
         let _ = self.e2e_us.add(&o.e2e_us);
     }
-}
-
-/// count, mean and percentiles in milliseconds (3 decimals); null when empty.
-pub fn hist_json(h: &Histogram<u64>) -> Json {
-    if h.is_empty() {
-        return Json::Null;
-    }
-    let ms = |us: f64| (us / 1000.0 * 1000.0).round() / 1000.0;
-    json!({
-        "count": h.len(),
-        "mean": ms(h.mean()),
-        "p50": ms(h.value_at_quantile(0.50) as f64),
-        "p90": ms(h.value_at_quantile(0.90) as f64),
-        "p99": ms(h.value_at_quantile(0.99) as f64),
-        "max": ms(h.max() as f64),
-    })
 }
 
 /// When to count and when to stop. `quota` (fill) caps the total sends over all
