@@ -327,15 +327,16 @@ if [ $RUN_LAPIS = 1 ]; then
 fi
 
 # ---------------------------------------------------------------- the disk
-# disk_probe SIZES WRITERS LAYOUT -> JSON lines appended to $RAW and to $DISK_LINES
+# disk_probe SIZES WRITERS LAYOUT [SECONDS [LINES]] -> JSON lines appended to $RAW and
+# to LINES (default $DISK_LINES), each point run SECONDS (default $DISK_DURATION)
 DISK_LINES="$TMP_ROOT/disk.jsonl"
 : > "$DISK_LINES"
 disk_probe() {
-  local out
-  out=$(run_ehload --mode disk --dir "$TMP_ROOT/disk" --sizes "$1" --writers "$2" --layout "$3" --duration "$DISK_DURATION") || true
+  local out seconds=${4:-$DISK_DURATION} lines=${5:-$DISK_LINES}
+  out=$(run_ehload --mode disk --dir "$TMP_ROOT/disk" --sizes "$1" --writers "$2" --layout "$3" --duration "$seconds") || true
   [ -n "$out" ] || out='{"mode":"disk","error":"ehload printed nothing"}'
   printf '%s\n' "$out" | sed 's/^{/{"server":"disk",/' >> "$RAW"
-  printf '%s\n' "$out" >> "$DISK_LINES"
+  printf '%s\n' "$out" >> "$lines"
   printf '%s\n' "$out" | while read -r l; do
     if printf '%s' "$l" | grep -q '"error"'; then eh_errors "$l"; continue; fi
     printf '     %-9s %8s B x %2s writer(s): %7s MB/s, %8s syncs/s; write+fdatasync p50 %s ms, p99 %s ms\n' \
@@ -343,10 +344,10 @@ disk_probe() {
       "$(json_get "$l" mb_per_s)" "$(json_get "$l" syncs_per_s)" "$(json_get "$l" sync_ms.p50)" "$(json_get "$l" sync_ms.p99)"
   done
 }
-# disk_get SIZE WRITERS LAYOUT FIELD
+# disk_get SIZE WRITERS LAYOUT FIELD [LINES]
 disk_get() {
   local l
-  l=$(grep "\"layout\":\"$3\"" "$DISK_LINES" | grep "\"size\":$1," | grep "\"writers\":$2[,}]" | head -n1)
+  l=$(grep "\"layout\":\"$3\"" "${5:-$DISK_LINES}" | grep "\"size\":$1," | grep "\"writers\":$2[,}]" | head -n1)
   [ -n "$l" ] && json_get "$l" "$4"
 }
 
@@ -367,19 +368,27 @@ if [ $RUN_PEER = 1 ]; then
   log "   for reference, preallocated files (64 MiB, written in place: fdatasync flushes no size change), Lapis's ingest write size:"
   disk_probe "$W_INGEST" "1,$PARTITIONS" overwrite
 
-  # The peer: the better of 1 and N writers at the size Lapis wrote per sync.
+  # The peer: the better of 1 and N writers at the size Lapis wrote per sync, held as
+  # long as Lapis's ingest ran (warm-up + measured window). This disk takes short
+  # bursts faster than it sustains them (900 vs 586 MB/s over 2 s vs 20 s, seen here),
+  # so the short sweep above would overstate the limit a 20 s ingest ran against.
   best_w=1
   a1=$(disk_get "$W_INGEST" 1 append mb_per_s); aN=$(disk_get "$W_INGEST" "$PARTITIONS" append mb_per_s)
   if awk -v a="${a1:-0}" -v b="${aN:-0}" 'BEGIN{exit !(b > a)}'; then best_w=$PARTITIONS; fi
-  peer_mb=$(disk_get "$W_INGEST" "$best_w" append mb_per_s)
+  held=$(awk -v w="$WARMUP" -v d="$DURATION" 'BEGIN{printf "%g", w + d}')
+  SUSTAINED_LINES="$TMP_ROOT/disk-sustained.jsonl"
+  : > "$SUSTAINED_LINES"
+  log "   the peer, held as long as Lapis's ingest (${held}s):"
+  disk_probe "$W_INGEST" "$best_w" append "$held" "$SUSTAINED_LINES"
+  peer_mb=$(disk_get "$W_INGEST" "$best_w" append mb_per_s "$SUSTAINED_LINES")
   if [ -n "$peer_mb" ]; then
     R[ingest_mb_per_s.peer]=$peer_mb
     R[ingest_events_per_s.peer]=$(awk -v m="$peer_mb" -v e="$EVENT_DISK_BYTES" 'BEGIN{printf "%.0f", m * 1e6 / e}')
-    R[ingest_syncs_per_s.peer]=$(disk_get "$W_INGEST" "$best_w" append syncs_per_s)
-    log "   peer = append at $W_INGEST B with $best_w writer(s): $peer_mb MB/s = ${R[ingest_events_per_s.peer]} events/s of $EVENT_DISK_BYTES B on disk"
+    R[ingest_syncs_per_s.peer]=$(disk_get "$W_INGEST" "$best_w" append syncs_per_s "$SUSTAINED_LINES")
+    log "   peer = append at $W_INGEST B with $best_w writer(s) for ${held}s: $peer_mb MB/s = ${R[ingest_events_per_s.peer]} events/s of $EVENT_DISK_BYTES B on disk"
   fi
-  R[ingest_send_p50_ms.peer]=$(disk_get "$W_INGEST" "$best_w" append sync_ms.p50)
-  R[ingest_send_p99_ms.peer]=$(disk_get "$W_INGEST" "$best_w" append sync_ms.p99)
+  R[ingest_send_p50_ms.peer]=$(disk_get "$W_INGEST" "$best_w" append sync_ms.p50 "$SUSTAINED_LINES")
+  R[ingest_send_p99_ms.peer]=$(disk_get "$W_INGEST" "$best_w" append sync_ms.p99 "$SUSTAINED_LINES")
   # Latency floor: one write + fdatasync of what Lapis wrote per sync under that load, N writers.
   for pre in "${LAT_PREFIXES[@]}"; do
     R[${pre}e2e_p50_ms.peer]=$(disk_get "${W_RATE[$pre]}" "$PARTITIONS" append sync_ms.p50)
