@@ -25,6 +25,7 @@ CONFIG = hubs_config(
         {"Name": "owners", "PartitionCount": 1},
         {"Name": "positions", "PartitionCount": 1},
         {"Name": "bodies", "PartitionCount": 1},
+        {"Name": "crowded", "PartitionCount": 1},
     ]
 )
 
@@ -198,6 +199,28 @@ def test_a_higher_owner_level_takes_the_partition(eh):
             second.stop()
     finally:
         first.stop()
+
+
+def test_a_sixth_reader_without_an_owner_level_is_refused(eh):
+    readers = [Collector(consumer(eh, "crowded"), partition_id="0", starting_position="-1") for _ in range(5)]
+    try:
+        send_batch(eh, "crowded", ["for five"], partition_id="0")
+        for r in readers:
+            assert bodies(r.wait_for(1)) == ["for five"], "each of five readers gets the event"
+        sixth = Collector(consumer(eh, "crowded"), partition_id="0", starting_position="-1")
+        try:
+            error = sixth.wait_for_error()
+            assert isinstance(error, EventHubError), f"the sixth reader is refused: {error!r}"
+            assert "maximum number of allowed receivers per partition" in str(error), repr(error)
+            assert sixth.events == []
+            send_batch(eh, "crowded", ["still five"], partition_id="0")
+            for r in readers:
+                assert bodies(r.wait_for(2)) == ["for five", "still five"], "the five keep reading"
+        finally:
+            sixth.stop()
+    finally:
+        for r in readers:
+            r.stop()
 
 
 def test_an_unknown_hub_is_an_error(eh):
