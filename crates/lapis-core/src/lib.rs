@@ -20,6 +20,7 @@ pub mod blob;
 pub mod broker;
 pub mod body;
 pub mod clock;
+pub mod events;
 pub mod queue;
 pub mod stream;
 pub mod storage_rules;

@@ -1,0 +1,12 @@
+//! Event Grid: custom topics and what their publishers may send. This module owns
+//! the rules of the two input schemas (Event Grid and CloudEvents 1.0) and the
+//! publish limits; it knows nothing of HTTP. Subscriptions, filters and delivery
+//! come on top of the events it accepts.
+
+mod error;
+mod model;
+mod publish;
+
+pub use error::{EventsError, EventsResult};
+pub use model::{InputSchema, TopicConfig, MAX_REQUEST_BYTES};
+pub use publish::{parse_publish, PublishedEvent};
