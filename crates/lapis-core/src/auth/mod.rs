@@ -4,6 +4,7 @@
 
 mod accounts;
 pub mod sas;
+pub mod eventgrid_sas;
 pub mod sas_token;
 
 pub use accounts::{Accounts, AccountsError, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
