@@ -1,8 +1,23 @@
 //! What can go wrong publishing to a topic, in the service's terms; the HTTP adapter
 //! maps each to its status and error body.
 
+use crate::auth::eventgrid_sas::PublishAuthError;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventsError {
+    #[error("The topic '{0}' was not found.")]
+    TopicNotFound(String),
+    #[error("A topic named '{0}' already exists.")]
+    TopicAlreadyExists(String),
+    /// A name or setting the service refuses (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The publisher's key or token (401).
+    #[error(transparent)]
+    Unauthorized(#[from] PublishAuthError),
+    /// The store failed; the event was not accepted (500).
+    #[error("storage failure: {0}")]
+    Store(String),
     /// The body is not what the topic's schema asks for (400).
     #[error("{0}")]
     InvalidInput(String),
@@ -15,3 +30,9 @@ pub enum EventsError {
 }
 
 pub type EventsResult<T> = Result<T, EventsError>;
+
+impl From<lapis_store::StoreError> for EventsError {
+    fn from(e: lapis_store::StoreError) -> Self {
+        EventsError::Store(e.to_string())
+    }
+}

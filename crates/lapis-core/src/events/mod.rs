@@ -6,7 +6,11 @@
 mod error;
 mod model;
 mod publish;
+mod service;
+#[cfg(test)]
+mod tests;
 
 pub use error::{EventsError, EventsResult};
-pub use model::{InputSchema, TopicConfig, MAX_REQUEST_BYTES};
+pub use model::{check_topic_name, resource_path, InputSchema, TopicRecord, MAX_REQUEST_BYTES};
 pub use publish::{parse_publish, PublishedEvent};
+pub use service::{EventGridService, EventsRecovery, PublishCredential, Published, TopicView};

@@ -1,0 +1,115 @@
+//! Topics through the service: create, list, delete, keys and tokens, publish to
+//! either schema, and topics with their events across a restart.
+
+use std::sync::Arc;
+
+use lapis_store::partition::{DirLogs, MemoryLogs};
+use lapis_store::{CompactionPolicy, JournalOptions, KvLog, MemoryStore, Store};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::auth::eventgrid_sas::PublishAuthError;
+use crate::clock::ShiftableClock;
+
+fn memory() -> (EventGridService, Arc<ShiftableClock>) {
+    let clock = Arc::new(ShiftableClock::default());
+    (EventGridService::open(Arc::new(MemoryStore), Arc::new(MemoryLogs), clock.clone(), EventsRecovery::default()).unwrap(), clock)
+}
+
+fn grid_events(n: usize) -> Vec<u8> {
+    let events: Vec<Value> = (0..n).map(|i| json!({"id": i.to_string(), "subject": "tracks", "eventType": "Track.Uploaded", "eventTime": "2026-12-01T10:00:00Z", "data": {"i": i}, "dataVersion": "1"})).collect();
+    serde_json::to_vec(&events).unwrap()
+}
+
+async fn publish(s: &EventGridService, topic: &str, key: &str, body: &[u8]) -> EventsResult<usize> {
+    let p = s.publish(topic, PublishCredential::Key(key), Some("application/json"), body)?;
+    p.appended.durable().await?;
+    Ok(p.events.len())
+}
+
+#[tokio::test]
+async fn topics_are_created_listed_and_deleted() {
+    let (s, _) = memory();
+    let t = s.create_topic("orders", InputSchema::EventGrid).await.unwrap();
+    assert_ne!(t.record.keys[0], t.record.keys[1], "two distinct keys");
+    assert_eq!(t.record.keys[0].len(), 44, "32 bytes of base64");
+    assert!(matches!(s.create_topic("ORDERS", InputSchema::CloudEvents).await, Err(EventsError::TopicAlreadyExists(_))));
+    for bad in ["ab", "has space", &"x".repeat(51)] {
+        assert!(matches!(s.create_topic(bad, InputSchema::EventGrid).await, Err(EventsError::Invalid(_))), "{bad}");
+    }
+    s.create_topic("uploads", InputSchema::CloudEvents).await.unwrap();
+    assert_eq!(s.list_topics().iter().map(|t| t.record.name.as_str()).collect::<Vec<_>>(), ["orders", "uploads"]);
+    s.delete_topic("Orders").await.unwrap();
+    assert!(matches!(s.topic_view("orders"), Err(EventsError::TopicNotFound(_))));
+    assert!(matches!(s.delete_topic("orders").await, Err(EventsError::TopicNotFound(_))));
+}
+
+#[tokio::test]
+async fn either_key_publishes_and_a_wrong_one_does_not() {
+    let (s, _) = memory();
+    let keys = s.create_topic("orders", InputSchema::EventGrid).await.unwrap().record.keys;
+    assert_eq!(publish(&s, "orders", &keys[0], &grid_events(2)).await, Ok(2));
+    assert_eq!(publish(&s, "orders", &keys[1], &grid_events(3)).await, Ok(3));
+    assert_eq!(publish(&s, "orders", "bm90IHRoZSBrZXk=", &grid_events(1)).await, Err(EventsError::Unauthorized(PublishAuthError::WrongKey)));
+    assert!(matches!(publish(&s, "nosuch", &keys[0], &grid_events(1)).await, Err(EventsError::TopicNotFound(_))));
+    assert_eq!(s.topic_view("orders").unwrap().published, 5, "a refused publish adds nothing");
+}
+
+#[tokio::test]
+async fn a_token_signed_with_a_topic_key_publishes_until_it_expires() {
+    let (s, clock) = memory();
+    let key = s.create_topic("orders", InputSchema::EventGrid).await.unwrap().record.keys[1].clone();
+    // Signed as the Python SDK does: the text before '&s=' under the decoded key.
+    let signed = "r=http%3A%2F%2F127.0.0.1%3A5300%2Ftopics%2Forders%2Fapi%2Fevents%3FapiVersion%3D2018-01-01&e=2030-01-01%2000%3A00%3A00";
+    let sig = crate::auth::sign(&base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &key).unwrap(), signed);
+    let token = format!("{signed}&s={}", percent_encoding::utf8_percent_encode(&sig, percent_encoding::NON_ALPHANUMERIC));
+    let p = s.publish("orders", PublishCredential::Token(&token), Some("application/json"), &grid_events(1)).unwrap();
+    p.appended.durable().await.unwrap();
+    clock.advance(10 * 365 * 24 * 3_600_000);
+    let late = s.publish("orders", PublishCredential::Token(&token), Some("application/json"), &grid_events(1));
+    assert!(matches!(late, Err(EventsError::Unauthorized(PublishAuthError::Expired(_)))));
+}
+
+#[tokio::test]
+async fn events_are_kept_as_they_will_be_delivered() {
+    let (s, _) = memory();
+    let grid = s.create_topic("grid", InputSchema::EventGrid).await.unwrap().record.keys[0].clone();
+    let cloud = s.create_topic("cloud", InputSchema::CloudEvents).await.unwrap().record.keys[0].clone();
+    let p = s.publish("grid", PublishCredential::Key(&grid), Some("application/json"), &grid_events(1)).unwrap();
+    assert_eq!(p.events[0].event["topic"], resource_path("grid"));
+    p.appended.durable().await.unwrap();
+    let body = json!([{"id": "c1", "source": "/music", "type": "Track.Played", "specversion": "1.0", "data_base64": "aGk="}]).to_string();
+    let p = s.publish("cloud", PublishCredential::Key(&cloud), Some("application/cloudevents-batch+json; charset=utf-8"), body.as_bytes()).unwrap();
+    p.appended.durable().await.unwrap();
+    let wrong_schema = s.publish("cloud", PublishCredential::Key(&cloud), Some("application/json"), &grid_events(1));
+    assert!(matches!(wrong_schema, Err(EventsError::InvalidInput(_))), "a CloudEvents topic wants CloudEvents");
+}
+
+#[tokio::test]
+async fn topics_and_their_events_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftableClock::default());
+    let open = |clock: Arc<ShiftableClock>| {
+        let mut recovery = EventsRecovery::default();
+        let (kv, _) = KvLog::open(&dir.path().join("meta"), JournalOptions::default(), CompactionPolicy::default(), recovery.visitor()).unwrap();
+        let kv: Arc<dyn Store> = Arc::new(kv);
+        let logs = Arc::new(DirLogs { root: dir.path().join("topics"), options: JournalOptions::default() });
+        (EventGridService::open(kv.clone(), logs, clock, recovery).unwrap(), kv)
+    };
+    let keys = {
+        let (s, kv) = open(clock.clone());
+        let keys = s.create_topic("durable", InputSchema::EventGrid).await.unwrap().record.keys;
+        s.create_topic("gone", InputSchema::EventGrid).await.unwrap();
+        s.delete_topic("gone").await.unwrap();
+        assert_eq!(publish(&s, "durable", &keys[0], &grid_events(4)).await, Ok(4));
+        s.close();
+        kv.close();
+        keys
+    };
+    let (s, _) = open(clock);
+    let view = s.topic_view("durable").unwrap();
+    assert_eq!((view.record.keys.clone(), view.published), (keys.clone(), 4));
+    assert!(s.topic_view("gone").is_err());
+    assert_eq!(publish(&s, "durable", &keys[1], &grid_events(1)).await, Ok(1));
+    assert_eq!(s.topic_view("durable").unwrap().published, 5);
+}
