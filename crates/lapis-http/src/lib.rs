@@ -8,10 +8,12 @@
 //!   SAS authentication, the XML error shape, common headers.
 //! - [`queue`]: the Storage Queue REST API.
 //! - [`blob`]: the Blob REST subset Event Hubs checkpoint stores use.
-//! - [`admin`]: `/health` and the test clock on the HTTP port.
+//! - [`eventgrid`]: Event Grid publishing to custom topics.
+//! - [`admin`]: `/health`, the admin API and the test clock on the HTTP port.
 
 pub mod admin;
 pub mod blob;
+pub mod eventgrid;
 pub mod header_case;
 pub mod queue;
 pub mod server;

@@ -22,6 +22,8 @@ pub enum Command {
     Sb(SbArgs),
     /// Manage event hubs of a running server (through its admin API).
     Eh(EhArgs),
+    /// Manage Event Grid topics of a running server (through its admin API).
+    Eg(EgArgs),
 }
 
 /// Where the admin API is and the key that signs requests to it.
@@ -52,6 +54,45 @@ pub struct EhArgs {
     pub command: EhCommand,
     #[command(flatten)]
     pub connection: AdminConnection,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EgArgs {
+    #[command(subcommand)]
+    pub command: EgCommand,
+    #[command(flatten)]
+    pub connection: AdminConnection,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum EgCommand {
+    /// Custom topics: create, show (with endpoint and keys), list, delete (with their events).
+    Topic {
+        #[command(subcommand)]
+        action: TopicAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TopicAction {
+    /// Create (fails if it exists); prints its endpoint and keys.
+    Create {
+        name: String,
+        /// The schema publishers send.
+        #[arg(long, value_enum, default_value = "eventgrid")]
+        schema: TopicSchema,
+    },
+    Show { name: String },
+    List,
+    Delete { name: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TopicSchema {
+    /// The Event Grid event schema.
+    Eventgrid,
+    /// CloudEvents 1.0.
+    Cloudevents,
 }
 
 #[derive(Debug, Clone, Subcommand)]

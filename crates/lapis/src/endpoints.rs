@@ -41,6 +41,7 @@ pub fn banner(s: &Settings) -> String {
         let _ = writeln!(out, "  Service Bus TLS  amqps://{host}:{} (certificate {})", tls.port, tls.cert.display());
     }
     if s.http_port != 0 {
+        let _ = writeln!(out, "  Event Grid       http://{host}:{}/topics/<topic>/api/events (lapis eg topic create <topic>)", s.http_port);
         let _ = writeln!(out, "  Health, admin    http://{host}:{}/health", s.http_port);
     }
     let sb_host = if s.host.is_loopback() { "localhost".to_string() } else { host.clone() };

@@ -5,8 +5,10 @@ mod admin_client;
 mod blob;
 mod cli;
 mod config;
+mod eg_cli;
 mod eh_cli;
 mod endpoints;
+mod eventgrid;
 mod eventhubs;
 mod sb_cli;
 mod serve;
@@ -20,6 +22,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Sb(args) => sb_cli::run(args),
         cli::Command::Eh(args) => eh_cli::run(args),
+        cli::Command::Eg(args) => eg_cli::run(args),
         cli::Command::ConnectionStrings(args) => config::Settings::resolve(args).map(|s| {
             print!("{}", endpoints::banner(&s));
         }),

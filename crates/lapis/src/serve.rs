@@ -21,6 +21,7 @@ use crate::blob;
 use crate::cli::{DurabilityArg, ServeArgs};
 use crate::config::{Settings, Storage};
 use crate::endpoints;
+use crate::eventgrid;
 use crate::eventhubs;
 use crate::servicebus;
 
@@ -115,7 +116,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Storage::Disk(dir) => Some(dir.join("eventhubs")),
         Storage::Memory => None,
     };
-    let eventhubs = eventhubs::open(eh_dir.as_deref(), journal_options(&settings), clock, settings.max_partitions, settings.eventhubs.as_ref()).await?;
+    let eventhubs = eventhubs::open(eh_dir.as_deref(), journal_options(&settings), clock.clone(), settings.max_partitions, settings.eventhubs.as_ref()).await?;
+    let eg_dir = match &settings.storage {
+        Storage::Disk(dir) => Some(dir.join("eventgrid")),
+        Storage::Memory => None,
+    };
+    let eventgrid = eventgrid::open(eg_dir.as_deref(), journal_options(&settings), clock)?;
     // The two share the AMQP port's addresses (the admin API refuses new clashes).
     if let Some(hub) = eventhubs.streams.list_hubs().into_iter().find(|h| servicebus.broker.queue_config(&h.name).is_ok()) {
         anyhow::bail!("'{}' is both a Service Bus queue or topic and an event hub; rename one (they share the AMQP port's addresses)", hub.name);
@@ -155,7 +161,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     if settings.http_port != 0 {
         let listener = bind(settings.host, settings.http_port, "HTTP").await?;
-        let admin = Arc::new(AdminApi { test_clock, broker: servicebus.broker.clone(), streams: eventhubs.streams.clone(), sas_keys: settings.sas_keys.clone() });
+        let admin = Arc::new(AdminApi { test_clock, broker: servicebus.broker.clone(), streams: eventhubs.streams.clone(), events: eventgrid.events.clone(), sas_keys: settings.sas_keys.clone() });
         servers.spawn(lapis_http::server::serve(listener, move |req| admin.clone().handle(req), shutdown_rx.clone()));
     }
     print!("{}", endpoints::banner(&settings));
@@ -164,6 +170,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let broker_upkeep = tokio::spawn(maintain_broker(servicebus.broker.clone(), servicebus.store.clone()));
     let blob_upkeep = tokio::spawn(maintain_store(blobs.store.clone()));
     let stream_upkeep = tokio::spawn(maintain_streams(eventhubs.streams.clone(), eventhubs.store.clone()));
+    let events_upkeep = tokio::spawn(maintain_store(eventgrid.store.clone()));
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = shutdown_tx.send(true);
@@ -172,11 +179,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     broker_upkeep.abort();
     blob_upkeep.abort();
     stream_upkeep.abort();
-    for closing in [store.clone(), servicebus.store.clone(), blobs.store.clone(), eventhubs.store.clone()] {
+    events_upkeep.abort();
+    for closing in [store.clone(), servicebus.store.clone(), blobs.store.clone(), eventhubs.store.clone(), eventgrid.store.clone()] {
         tokio::task::spawn_blocking(move || closing.close()).await?;
     }
     let streams = eventhubs.streams.clone();
     tokio::task::spawn_blocking(move || streams.close()).await?;
+    let events = eventgrid.events.clone();
+    tokio::task::spawn_blocking(move || events.close()).await?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
@@ -225,7 +235,8 @@ async fn maintain_broker(broker: Arc<Broker>, store: Arc<dyn Store>) {
     }
 }
 
-/// Background upkeep of a store that needs nothing but compaction (blobs).
+/// Background upkeep of a store that needs nothing but compaction (blobs, Event
+/// Grid topics).
 async fn maintain_store(store: Arc<dyn Store>) {
     let mut tick = tokio::time::interval(COMPACTION_CHECK_EVERY);
     loop {

@@ -1,11 +1,14 @@
 //! The HTTP port's own endpoints: `GET /health` for readiness; the admin API
 //! (`/admin/servicebus/…`: queues, topics, subscriptions, rules, see [`servicebus`];
-//! `/admin/eventhubs/…`: hubs and consumer groups, see [`eventhubs`]); and, when the server runs
+//! `/admin/eventhubs/…`: hubs and consumer groups, see [`eventhubs`]; `/admin/eventgrid/…`:
+//! topics, see [`eventgrid`]); Event Grid publishing (`/topics/…`, see
+//! [`crate::eventgrid`]); and, when the server runs
 //! with `--enable-test-clock`, `POST /_lapis/clock/advance?seconds=N`, which moves the
 //! services' clock forward so tests need not sleep.
 
+mod eventgrid;
 mod eventhubs;
-mod json;
+pub(crate) mod json;
 mod servicebus;
 
 use std::sync::Arc;
@@ -25,6 +28,7 @@ pub struct AdminApi {
     pub test_clock: Option<Arc<ShiftableClock>>,
     pub broker: Arc<Broker>,
     pub streams: Arc<lapis_core::stream::StreamService>,
+    pub events: Arc<lapis_core::events::EventGridService>,
     /// Keys that sign admin requests' tokens.
     pub sas_keys: SasKeys,
 }
@@ -81,6 +85,8 @@ impl AdminApi {
             }
             (_, path) if path.starts_with(servicebus::PREFIX) => servicebus::handle(&self, req).await,
             (_, path) if path.starts_with(eventhubs::PREFIX) => eventhubs::handle(&self, req).await,
+            (_, path) if path.starts_with(eventgrid::PREFIX) => eventgrid::handle(&self, req).await,
+            (_, path) if crate::eventgrid::handles(path) => crate::eventgrid::handle(&self.events, req).await,
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
