@@ -4,10 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use lapis_core::blob::{BlobService, Recovery};
 use lapis_core::Clock;
-use lapis_store::{CompactionPolicy, JournalOptions, KvLog, MemoryStore, Store};
+use lapis_store::{JournalOptions, MemoryStore, Store};
 
 /// The blob service and the store under it.
 pub struct Blobs {
@@ -20,14 +19,7 @@ pub fn open(dir: Option<&Path>, options: JournalOptions, clock: Arc<dyn Clock>) 
     let mut recovery = Recovery::new(dir.is_some());
     let store: Arc<dyn Store> = match dir {
         None => Arc::new(MemoryStore),
-        Some(dir) => {
-            let started = std::time::Instant::now();
-            let (kv, report) = KvLog::open(dir, options, CompactionPolicy::default(), recovery.visitor())
-                .with_context(|| format!("recovering {}", dir.display()))?;
-            tracing::info!(records = report.records, segments = report.segments, truncated = report.truncated_bytes,
-                elapsed_ms = started.elapsed().as_millis() as u64, "blob storage recovered");
-            Arc::new(kv)
-        }
+        Some(dir) => crate::stores::open_records(dir, options, "blob", recovery.visitor())?,
     };
     Ok(Blobs { service: Arc::new(BlobService::recover(store.clone(), clock, recovery)), store })
 }

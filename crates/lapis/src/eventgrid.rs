@@ -7,8 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use lapis_core::events::{EventGridService, EventsRecovery};
 use lapis_core::Clock;
-use lapis_store::partition::{DirLogs, LogFactory, MemoryLogs};
-use lapis_store::{CompactionPolicy, JournalOptions, KvLog, MemoryStore, Store};
+use lapis_store::{JournalOptions, Store};
 
 /// The Event Grid service and the store under its topic records.
 pub struct EventGrid {
@@ -16,18 +15,10 @@ pub struct EventGrid {
     pub store: Arc<dyn Store>,
 }
 
+/// Opens the service on `dir` (or in memory) with every recovered topic's log open.
 pub fn open(dir: Option<&Path>, options: JournalOptions, clock: Arc<dyn Clock>) -> anyhow::Result<EventGrid> {
     let mut recovery = EventsRecovery::default();
-    let (store, logs): (Arc<dyn Store>, Arc<dyn LogFactory>) = match dir {
-        None => (Arc::new(MemoryStore), Arc::new(MemoryLogs)),
-        Some(dir) => {
-            let meta = dir.join("meta");
-            let (kv, report) = KvLog::open(&meta, options.clone(), CompactionPolicy::default(), recovery.visitor())
-                .with_context(|| format!("recovering {}", meta.display()))?;
-            tracing::info!(records = report.records, truncated = report.truncated_bytes, "event grid storage recovered");
-            (Arc::new(kv), Arc::new(DirLogs { root: dir.join("topics"), options }))
-        }
-    };
+    let (store, logs) = crate::stores::open_records_and_logs(dir, options, "topics", "event grid", recovery.visitor())?;
     let events = EventGridService::open(store.clone(), logs, clock, recovery).context("opening the event grid topics' logs")?;
     Ok(EventGrid { events: Arc::new(events), store })
 }

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use lapis_core::stream::{HubConfig, HubProperties, StreamError, StreamRecovery, StreamService};
 use lapis_core::Clock;
-use lapis_store::partition::{DirLogs, LogFactory, MemoryLogs};
-use lapis_store::{CompactionPolicy, JournalOptions, KvLog, MemoryStore, Store};
+use lapis_store::{JournalOptions, Store};
 
 /// The Event Hubs emulator's `UserConfig`, accepted as it is (its `LoggingConfig` is
 /// ignored: Lapis logs as `--log-level` says).
@@ -47,16 +46,7 @@ pub struct EventHubs {
 /// hubs exist with the declared properties.
 pub async fn open(dir: Option<&Path>, options: JournalOptions, clock: Arc<dyn Clock>, max_partitions: u32, declared: Option<&UserConfig>) -> anyhow::Result<EventHubs> {
     let mut recovery = StreamRecovery::default();
-    let (store, logs): (Arc<dyn Store>, Arc<dyn LogFactory>) = match dir {
-        None => (Arc::new(MemoryStore), Arc::new(MemoryLogs)),
-        Some(dir) => {
-            let meta = dir.join("meta");
-            let (kv, report) = KvLog::open(&meta, options.clone(), CompactionPolicy::default(), recovery.visitor())
-                .with_context(|| format!("recovering {}", meta.display()))?;
-            tracing::info!(records = report.records, truncated = report.truncated_bytes, "event hubs storage recovered");
-            (Arc::new(kv), Arc::new(DirLogs { root: dir.join("logs"), options }))
-        }
-    };
+    let (store, logs) = crate::stores::open_records_and_logs(dir, options, "logs", "event hubs", recovery.visitor())?;
     let streams = StreamService::open(store.clone(), logs, clock, recovery)
         .context("opening the event hubs' partition logs")?
         .with_max_partitions(max_partitions)

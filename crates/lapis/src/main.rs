@@ -12,6 +12,7 @@ mod eventgrid;
 mod eventhubs;
 mod sb_cli;
 mod serve;
+mod stores;
 mod servicebus;
 
 use clap::Parser;

@@ -13,7 +13,7 @@ use lapis_core::{Clock, ShiftableClock, SystemClock};
 use lapis_http::admin::AdminApi;
 use lapis_http::blob::BlobApi;
 use lapis_http::queue::QueueApi;
-use lapis_store::{CompactionPolicy, Durability, JournalOptions, KvLog, MemoryStore, Store};
+use lapis_store::{Durability, JournalOptions, MemoryStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -70,12 +70,7 @@ fn open_queue_service(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Res
     let lock = lock_data_dir(dir)?;
     let options = journal_options(settings);
     let mut recovery = Recovery::new(true);
-    let started = std::time::Instant::now();
-    let (kv, report) = KvLog::open(&dir.join("queues"), options, CompactionPolicy::default(), recovery.visitor())
-        .with_context(|| format!("recovering {}", dir.display()))?;
-    tracing::info!(records = report.records, segments = report.segments, truncated = report.truncated_bytes,
-        elapsed_ms = started.elapsed().as_millis() as u64, "queue storage recovered");
-    let store: Arc<dyn Store> = Arc::new(kv);
+    let store = crate::stores::open_records(&dir.join("queues"), options, "storage queues", recovery.visitor())?;
     Ok(QueueBackend { service: Arc::new(QueueService::recover(store.clone(), clock, recovery)), store, _lock: Some(lock) })
 }
 

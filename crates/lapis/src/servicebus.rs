@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use lapis_core::broker::{subscription_path, Broker, BrokerError, BrokerRecovery, Defaults, QueueProperties, RuleProperties};
 use lapis_core::Clock;
-use lapis_store::{CompactionPolicy, JournalOptions, KvLog, MemoryStore, Store};
+use lapis_store::{JournalOptions, MemoryStore, Store};
 
 /// `UserConfig` of the Service Bus emulator's `Config.json`, accepted as it is (its
 /// `Logging` section is ignored: Lapis logs as `--log-level` says).
@@ -81,10 +81,7 @@ pub async fn open(dir: Option<&Path>, options: JournalOptions, clock: Arc<dyn Cl
         }
         Some(dir) => {
             let mut recovery = BrokerRecovery::new(true);
-            let (kv, report) = KvLog::open(dir, options, CompactionPolicy::default(), recovery.visitor())
-                .with_context(|| format!("recovering {}", dir.display()))?;
-            tracing::info!(records = report.records, segments = report.segments, truncated = report.truncated_bytes, "service bus storage recovered");
-            let store: Arc<dyn Store> = Arc::new(kv);
+            let store = crate::stores::open_records(dir, options, "service bus", recovery.visitor())?;
             (Broker::recover(store.clone(), clock, recovery), store)
         }
     };
