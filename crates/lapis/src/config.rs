@@ -45,6 +45,9 @@ struct ConfigFile {
     /// `Namespaces` and the Event Hubs emulator's `NamespaceConfig` may both be in it.
     #[serde(rename = "UserConfig", default)]
     user_config: Option<serde_json::Value>,
+    /// Event Grid topics (Lapis's own section: Event Grid has no emulator).
+    #[serde(rename = "EventGrid", default)]
+    event_grid: Option<crate::eventgrid::EventGridConfig>,
 }
 
 /// Where durable state lives.
@@ -87,6 +90,8 @@ pub struct Settings {
     pub servicebus: Option<crate::servicebus::UserConfig>,
     /// Event hubs declared in the config file.
     pub eventhubs: Option<crate::eventhubs::UserConfig>,
+    /// Event Grid topics declared in the config file.
+    pub eventgrid: Option<crate::eventgrid::EventGridConfig>,
     /// Keys that sign Service Bus tokens (admin API, and later CBS).
     pub sas_keys: lapis_core::auth::sas_token::SasKeys,
     /// Most partitions an event hub may have.
@@ -95,16 +100,16 @@ pub struct Settings {
 
 impl Settings {
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
-        let (file, servicebus, eventhubs) = match &args.config {
+        let (file, servicebus, eventhubs, eventgrid) = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
                 let parsed: ConfigFile = serde_json::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
                 let section = |what: &str| format!("the {what} part of UserConfig in {}", path.display());
                 let servicebus = parsed.user_config.clone().map(serde_json::from_value).transpose().with_context(|| section("Service Bus"))?;
                 let eventhubs = parsed.user_config.map(serde_json::from_value).transpose().with_context(|| section("Event Hubs"))?;
-                (parsed.lapis, servicebus, eventhubs)
+                (parsed.lapis, servicebus, eventhubs, parsed.event_grid)
             }
-            None => (FileSettings::default(), None, None),
+            None => (FileSettings::default(), None, None, None),
         };
         let host_text = args.host.or(file.host).unwrap_or_else(|| "127.0.0.1".into());
         let host: IpAddr = host_text.parse().with_context(|| format!("--host {host_text:?} is not an IP address"))?;
@@ -158,6 +163,7 @@ impl Settings {
             salvage: args.salvage,
             servicebus,
             eventhubs,
+            eventgrid,
             sas_keys,
             max_partitions: args.max_partitions.or(file.max_partitions).unwrap_or(lapis_core::stream::DEFAULT_MAX_PARTITIONS),
         })

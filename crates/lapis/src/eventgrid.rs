@@ -1,13 +1,34 @@
-//! Event Grid in the binary: opening the service on its own store (topic records in
-//! `<dir>/meta`) and one event log per topic (`<dir>/topics`), or all in memory.
+//! Event Grid in the binary: the config file's `EventGrid` section (topics, since
+//! Event Grid has no emulator whose format to follow), and opening the service on its
+//! own store (topic records in `<dir>/meta`) and one event log per topic
+//! (`<dir>/topics`), or all in memory, with the declared topics in place.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use lapis_core::events::{EventGridService, EventsRecovery};
+use lapis_core::events::{EventGridService, EventsRecovery, InputSchema};
 use lapis_core::Clock;
 use lapis_store::{JournalOptions, Store};
+
+/// `"EventGrid": {"Topics": [{"Name": …, "InputSchema": …, "Key1": …, "Key2": …}]}`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct EventGridConfig {
+    #[serde(default)]
+    pub topics: Vec<TopicDecl>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct TopicDecl {
+    pub name: String,
+    /// `EventGridSchema` (the default) or `CloudEventSchemaV1_0`.
+    pub input_schema: Option<InputSchema>,
+    /// Both keys, or neither (then the topic gets fresh ones when first made).
+    pub key1: Option<String>,
+    pub key2: Option<String>,
+}
 
 /// The Event Grid service and the store under its topic records.
 pub struct EventGrid {
@@ -16,9 +37,36 @@ pub struct EventGrid {
 }
 
 /// Opens the service on `dir` (or in memory) with every recovered topic's log open.
-pub fn open(dir: Option<&Path>, options: JournalOptions, clock: Arc<dyn Clock>) -> anyhow::Result<EventGrid> {
+pub async fn open(dir: Option<&Path>, options: JournalOptions, clock: Arc<dyn Clock>, declared: Option<&EventGridConfig>) -> anyhow::Result<EventGrid> {
     let mut recovery = EventsRecovery::default();
     let (store, logs) = crate::stores::open_records_and_logs(dir, options, "topics", "event grid", recovery.visitor())?;
     let events = EventGridService::open(store.clone(), logs, clock, recovery).context("opening the event grid topics' logs")?;
+    if let Some(config) = declared {
+        declare(&events, config).await?;
+    }
     Ok(EventGrid { events: Arc::new(events), store })
+}
+
+/// Makes each declared topic exist with its schema and (when given) its keys. A
+/// topic's schema cannot change, as in Azure.
+async fn declare(events: &EventGridService, config: &EventGridConfig) -> anyhow::Result<()> {
+    for t in &config.topics {
+        let schema = t.input_schema.unwrap_or(InputSchema::EventGrid);
+        let keys = match (&t.key1, &t.key2) {
+            (Some(a), Some(b)) => Some([a.clone(), b.clone()]),
+            (None, None) => None,
+            _ => anyhow::bail!("event grid topic {:?} in the config file: give both Key1 and Key2, or neither", t.name),
+        };
+        let result = match (events.topic_view(&t.name).ok(), keys) {
+            (Some(view), _) if view.record.schema != schema => {
+                anyhow::bail!("event grid topic {:?} exists with {:?}; the config file says {:?}, and a topic's schema cannot change", t.name, view.record.schema, schema)
+            }
+            (Some(view), Some(keys)) if view.record.keys != keys => events.set_keys(&t.name, keys).await.map(drop),
+            (Some(_), _) => Ok(()),
+            (None, Some(keys)) => events.create_topic_with_keys(&t.name, schema, keys).await.map(drop),
+            (None, None) => events.create_topic(&t.name, schema).await.map(drop),
+        };
+        result.with_context(|| format!("event grid topic {:?} in the config file", t.name))?;
+    }
+    Ok(())
 }

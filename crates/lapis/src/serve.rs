@@ -116,7 +116,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Storage::Disk(dir) => Some(dir.join("eventgrid")),
         Storage::Memory => None,
     };
-    let eventgrid = eventgrid::open(eg_dir.as_deref(), journal_options(&settings), clock)?;
+    let eventgrid = eventgrid::open(eg_dir.as_deref(), journal_options(&settings), clock, settings.eventgrid.as_ref()).await?;
     // The two share the AMQP port's addresses (the admin API refuses new clashes).
     if let Some(hub) = eventhubs.streams.list_hubs().into_iter().find(|h| servicebus.broker.queue_config(&h.name).is_ok()) {
         anyhow::bail!("'{}' is both a Service Bus queue or topic and an event hub; rename one (they share the AMQP port's addresses)", hub.name);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{admin_cli, json, start, terminate};
+use common::{admin_cli, json, run, start, terminate, text};
 
 fn eg(http_port: u16, args: &[&str]) -> (bool, String, String) {
     admin_cli("eg", http_port, args)
@@ -39,4 +39,54 @@ fn the_cli_manages_topics_and_they_survive_a_restart() {
     assert_eq!(names, ["uploads"]);
     assert!(ok_show);
     assert_eq!(json(&shown)["Key1"], created["Key1"], "the keys are kept");
+}
+
+const CONFIG: &str = r#"{"EventGrid": {"Topics": [
+  {"Name": "uploads"},
+  {"Name": "plays", "InputSchema": "CloudEventSchemaV1_0", "Key1": "a2V5IG9uZQ==", "Key2": "a2V5IHR3bw=="}]}}"#;
+
+#[test]
+fn topics_declared_in_the_config_exist_with_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lapis.json");
+    let data = dir.path().join("data");
+    let serve = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        start(&["--data-dir", data.to_str().unwrap(), "--config", config.to_str().unwrap()])
+    };
+    let (server, _, http) = serve(CONFIG);
+    let (_, plays, err) = eg(http, &["topic", "show", "plays"]);
+    let (_, uploads, _) = eg(http, &["topic", "show", "uploads"]);
+    terminate(server);
+    let (plays, uploads) = (json(&plays), json(&uploads));
+    assert_eq!((plays["InputSchema"].as_str(), plays["Key1"].as_str(), plays["Key2"].as_str()), (Some("CloudEventSchemaV1_0"), Some("a2V5IG9uZQ=="), Some("a2V5IHR3bw==")), "{err}");
+    assert_eq!(uploads["InputSchema"], "EventGridSchema");
+
+    // Fresh keys for a topic without declared ones are kept across restarts; declared
+    // keys that change replace the old ones.
+    let (server, _, http) = serve(&CONFIG.replace("a2V5IHR3bw==", "bmV3IHR3bw=="));
+    let (_, plays_after, _) = eg(http, &["topic", "show", "plays"]);
+    let (_, uploads_after, _) = eg(http, &["topic", "show", "uploads"]);
+    terminate(server);
+    assert_eq!(json(&plays_after)["Key2"], "bmV3IHR3bw==");
+    assert_eq!(json(&uploads_after)["Key1"], uploads["Key1"]);
+}
+
+#[test]
+fn a_declared_topic_that_cannot_be_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lapis.json");
+    let data = dir.path().join("data");
+    let serve = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        run(&["serve", "--data-dir", data.to_str().unwrap(), "--config", config.to_str().unwrap(), "--queue-port", "0", "--http-port", "0", "--amqp-port", "0", "--blob-port", "0"])
+    };
+    let half_keys = r#"{"EventGrid": {"Topics": [{"Name": "plays", "Key1": "a2V5IG9uZQ=="}]}}"#;
+    let out = serve(half_keys);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("plays") && err.contains("Key2"), "{err}");
+    let bad_name = r#"{"EventGrid": {"Topics": [{"Name": "x"}]}}"#;
+    let err = text(&serve(bad_name).stderr);
+    assert!(err.contains("\"x\"") && err.contains("3 and 50"), "{err}");
 }

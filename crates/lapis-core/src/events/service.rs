@@ -35,6 +35,14 @@ fn new_key() -> String {
     B64.encode(bytes)
 }
 
+/// Keys must be base64 (the signature key is their decoded bytes) and not empty.
+fn check_keys(keys: &[String; 2]) -> EventsResult<()> {
+    match keys.iter().find(|k| k.trim().is_empty() || B64.decode(k.trim()).is_err()) {
+        None => Ok(()),
+        Some(k) => Err(EventsError::Invalid(format!("The key '{k}' is not base64 text."))),
+    }
+}
+
 /// How a publisher proves it may publish.
 #[derive(Debug, Clone, Copy)]
 pub enum PublishCredential<'a> {
@@ -117,11 +125,17 @@ impl EventGridService {
 
     /// Creates a topic with two fresh keys.
     pub async fn create_topic(&self, name: &str, schema: InputSchema) -> EventsResult<TopicView> {
+        self.create_topic_with_keys(name, schema, [new_key(), new_key()]).await
+    }
+
+    /// Creates a topic with the given keys (declared ones, say).
+    pub async fn create_topic_with_keys(&self, name: &str, schema: InputSchema, keys: [String; 2]) -> EventsResult<TopicView> {
         check_topic_name(name)?;
+        check_keys(&keys)?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         // The log first: a topic is never visible without it.
         let log = self.logs.open(id, 0)?;
-        let record = TopicRecord { id, name: name.to_string(), created_at: self.clock.now_ms(), schema, keys: [new_key(), new_key()] };
+        let record = TopicRecord { id, name: name.to_string(), created_at: self.clock.now_ms(), schema, keys };
         let commit = {
             let mut topics = self.topics.write();
             let key = name.to_ascii_lowercase();
@@ -137,6 +151,22 @@ impl EventGridService {
         };
         commit.durable().await?;
         Ok(TopicView { record, published: 0 })
+    }
+
+    /// Replaces a topic's keys (as regenerating them in Azure does).
+    pub async fn set_keys(&self, name: &str, keys: [String; 2]) -> EventsResult<TopicView> {
+        check_keys(&keys)?;
+        let commit = {
+            let mut topics = self.topics.write();
+            let key = name.to_ascii_lowercase();
+            let old = topics.get(&key).cloned().ok_or_else(|| EventsError::TopicNotFound(name.to_string()))?;
+            let record = TopicRecord { keys, ..old.record.clone() };
+            let commit = self.store.commit(&[Op::Put { key: topic_key(name), value: serde_json::to_vec(&record).expect("a topic record serializes") }])?;
+            topics.insert(key, Arc::new(Topic { record, log: old.log.clone() }));
+            commit
+        };
+        commit.durable().await?;
+        self.topic_view(name)
     }
 
     /// Deletes a topic and every event it holds.

@@ -113,3 +113,19 @@ async fn topics_and_their_events_survive_a_restart() {
     assert_eq!(publish(&s, "durable", &keys[1], &grid_events(1)).await, Ok(1));
     assert_eq!(s.topic_view("durable").unwrap().published, 5);
 }
+
+#[tokio::test]
+async fn declared_keys_are_used_checked_and_replaceable() {
+    let (s, _) = memory();
+    let keys = ["a2V5IG9uZQ==".to_string(), "a2V5IHR3bw==".to_string()];
+    s.create_topic_with_keys("declared", InputSchema::EventGrid, keys.clone()).await.unwrap();
+    assert_eq!(publish(&s, "declared", &keys[1], &grid_events(1)).await, Ok(1));
+    let bad = ["not base64!".to_string(), keys[1].clone()];
+    assert!(matches!(s.create_topic_with_keys("other", InputSchema::EventGrid, bad.clone()).await, Err(EventsError::Invalid(_))));
+    assert!(matches!(s.set_keys("declared", bad).await, Err(EventsError::Invalid(_))));
+    let fresh = ["bmV3IG9uZQ==".to_string(), "bmV3IHR3bw==".to_string()];
+    assert_eq!(s.set_keys("declared", fresh.clone()).await.unwrap().record.keys, fresh);
+    assert!(matches!(publish(&s, "declared", &keys[1], &grid_events(1)).await, Err(EventsError::Unauthorized(_))), "old keys stop working");
+    assert_eq!(publish(&s, "declared", &fresh[0], &grid_events(1)).await, Ok(1));
+    assert_eq!(s.topic_view("declared").unwrap().published, 2, "the log is kept");
+}
