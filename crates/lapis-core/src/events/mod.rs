@@ -4,6 +4,7 @@
 //! come on top of the events it accepts.
 
 mod error;
+mod filter;
 mod model;
 mod publish;
 mod service;
@@ -11,6 +12,7 @@ mod service;
 mod tests;
 
 pub use error::{EventsError, EventsResult};
+pub use filter::{AdvancedFilter, SubscriptionFilter, MAX_ADVANCED_FILTERS, MAX_FILTER_STRING, MAX_FILTER_VALUES};
 pub use model::{check_topic_name, resource_path, InputSchema, TopicRecord, MAX_REQUEST_BYTES};
 pub use publish::{parse_publish, PublishedEvent};
 pub use service::{EventGridService, EventsRecovery, PublishCredential, Published, TopicView};
