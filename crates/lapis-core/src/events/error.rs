@@ -9,6 +9,10 @@ pub enum EventsError {
     TopicNotFound(String),
     #[error("A topic named '{0}' already exists.")]
     TopicAlreadyExists(String),
+    #[error("The event subscription '{name}' of topic '{topic}' was not found.")]
+    SubscriptionNotFound { topic: String, name: String },
+    #[error("The topic '{topic}' already has an event subscription named '{name}'.")]
+    SubscriptionAlreadyExists { topic: String, name: String },
     /// A name or setting the service refuses (400).
     #[error("{0}")]
     Invalid(String),

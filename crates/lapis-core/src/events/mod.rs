@@ -8,6 +8,7 @@ mod filter;
 mod model;
 mod publish;
 mod service;
+mod subscription;
 #[cfg(test)]
 mod tests;
 
@@ -15,4 +16,5 @@ pub use error::{EventsError, EventsResult};
 pub use filter::{AdvancedFilter, SubscriptionFilter, MAX_ADVANCED_FILTERS, MAX_FILTER_STRING, MAX_FILTER_VALUES};
 pub use model::{check_topic_name, resource_path, InputSchema, TopicRecord, MAX_REQUEST_BYTES};
 pub use publish::{parse_publish, PublishedEvent};
-pub use service::{EventGridService, EventsRecovery, PublishCredential, Published, TopicView};
+pub use subscription::{check_subscription_name, Destination, RetryPolicy, SubscriptionSpec};
+pub use service::{EventGridService, EventsRecovery, PublishCredential, Published, SubscriptionRecord, TopicView};

@@ -1,7 +1,7 @@
 //! The Event Grid service's topics: created and deleted at runtime and kept in the
-//! store, each with its access keys and an event log that holds what publishers
-//! handed over; publishing checks the credential and the body, then appends every
-//! event, acknowledged once durable.
+//! store, each with its access keys, its event subscriptions and an event log that
+//! holds what publishers handed over; publishing checks the credential and the body,
+//! then appends every event, acknowledged once durable.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,16 +17,36 @@ use rand::RngCore;
 use super::error::{EventsError, EventsResult};
 use super::model::{check_topic_name, resource_path, InputSchema, TopicRecord};
 use super::publish::{parse_publish, PublishedEvent};
+use super::subscription::{check_subscription_name, SubscriptionSpec};
 use crate::auth::eventgrid_sas::{check_key, check_token};
 use crate::clock::Clock;
 
 const TOPIC_PREFIX: u8 = b'G';
+const SUBSCRIPTION_PREFIX: u8 = b'g';
 
 fn topic_key(name: &str) -> Vec<u8> {
     let mut k = vec![TOPIC_PREFIX];
     k.extend_from_slice(name.to_ascii_lowercase().as_bytes());
     k
 }
+
+/// `g<topic>/<subscription>`: topic names have no '/'.
+fn subscription_key(topic: &str, name: &str) -> Vec<u8> {
+    let mut k = vec![SUBSCRIPTION_PREFIX];
+    k.extend_from_slice(format!("{}/{}", topic.to_ascii_lowercase(), name.to_ascii_lowercase()).as_bytes());
+    k
+}
+
+/// An event subscription as it is kept in the store.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SubscriptionRecord {
+    pub topic: String,
+    pub name: String,
+    pub created_at: crate::clock::Millis,
+    pub spec: SubscriptionSpec,
+}
+
+type Subscriptions = Arc<RwLock<BTreeMap<String, SubscriptionRecord>>>;
 
 /// A fresh access key: 32 random bytes, base64, as Azure's are.
 fn new_key() -> String {
@@ -55,6 +75,7 @@ pub enum PublishCredential<'a> {
 struct Topic {
     record: TopicRecord,
     log: Arc<dyn EventLog>,
+    subscriptions: Subscriptions,
 }
 
 /// What a topic looks like from outside.
@@ -75,6 +96,7 @@ pub struct Published {
 #[derive(Default)]
 pub struct EventsRecovery {
     records: BTreeMap<Vec<u8>, TopicRecord>,
+    subscriptions: BTreeMap<Vec<u8>, SubscriptionRecord>,
 }
 
 impl EventsRecovery {
@@ -87,8 +109,15 @@ impl EventsRecovery {
                     }
                     Err(e) => tracing::warn!(error = %e, "event grid recovery: an unreadable topic record; skipped"),
                 },
+                ReplayEvent::Put { key, value } if key.first() == Some(&SUBSCRIPTION_PREFIX) => match serde_json::from_slice::<SubscriptionRecord>(value) {
+                    Ok(r) => {
+                        self.subscriptions.insert(key.to_vec(), r);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "event grid recovery: an unreadable subscription record; skipped"),
+                },
                 ReplayEvent::Delete { key } => {
                     self.records.remove(key);
+                    self.subscriptions.remove(key);
                 }
                 _ => {}
             }
@@ -114,7 +143,15 @@ impl EventGridService {
         for record in recovery.records.into_values() {
             next_id = next_id.max(record.id + 1);
             let log = logs.open(record.id, 0)?;
-            topics.insert(record.name.to_ascii_lowercase(), Arc::new(Topic { record, log }));
+            topics.insert(record.name.to_ascii_lowercase(), Arc::new(Topic { record, log, subscriptions: Subscriptions::default() }));
+        }
+        for sub in recovery.subscriptions.into_values() {
+            match topics.get(&sub.topic.to_ascii_lowercase()) {
+                Some(t) => {
+                    t.subscriptions.write().insert(sub.name.to_ascii_lowercase(), sub);
+                }
+                None => tracing::warn!(topic = %sub.topic, subscription = %sub.name, "event grid recovery: a subscription of no topic; skipped"),
+            }
         }
         Ok(EventGridService { store, logs, clock, topics: RwLock::new(topics), next_id: AtomicU64::new(next_id) })
     }
@@ -146,7 +183,7 @@ impl EventGridService {
                 return Err(EventsError::TopicAlreadyExists(name.to_string()));
             }
             let commit = self.store.commit(&[Op::Put { key: topic_key(name), value: serde_json::to_vec(&record).expect("a topic record serializes") }])?;
-            topics.insert(key, Arc::new(Topic { record: record.clone(), log }));
+            topics.insert(key, Arc::new(Topic { record: record.clone(), log, subscriptions: Subscriptions::default() }));
             commit
         };
         commit.durable().await?;
@@ -162,7 +199,7 @@ impl EventGridService {
             let old = topics.get(&key).cloned().ok_or_else(|| EventsError::TopicNotFound(name.to_string()))?;
             let record = TopicRecord { keys, ..old.record.clone() };
             let commit = self.store.commit(&[Op::Put { key: topic_key(name), value: serde_json::to_vec(&record).expect("a topic record serializes") }])?;
-            topics.insert(key, Arc::new(Topic { record, log: old.log.clone() }));
+            topics.insert(key, Arc::new(Topic { record, log: old.log.clone(), subscriptions: old.subscriptions.clone() }));
             commit
         };
         commit.durable().await?;
@@ -174,7 +211,10 @@ impl EventGridService {
         let (topic, commit) = {
             let mut topics = self.topics.write();
             let topic = topics.remove(&name.to_ascii_lowercase()).ok_or_else(|| EventsError::TopicNotFound(name.to_string()))?;
-            let commit = self.store.commit(&[Op::Delete { key: topic_key(name) }])?;
+            // Its subscriptions go with it.
+            let mut ops = vec![Op::Delete { key: topic_key(name) }];
+            ops.extend(topic.subscriptions.read().values().map(|s| Op::Delete { key: subscription_key(&s.topic, &s.name) }));
+            let commit = self.store.commit(&ops)?;
             (topic, commit)
         };
         commit.durable().await?;
@@ -199,6 +239,48 @@ impl EventGridService {
 
     pub fn list_topics(&self) -> Vec<TopicView> {
         self.topics.read().values().map(|t| Self::view(t)).collect()
+    }
+
+    // ---- subscriptions ------------------------------------------------------------
+
+    /// Adds an event subscription to a topic (409 if the name is taken).
+    pub async fn create_subscription(&self, topic: &str, name: &str, spec: SubscriptionSpec) -> EventsResult<SubscriptionRecord> {
+        check_subscription_name(name)?;
+        let t = self.topic(topic)?;
+        spec.check(t.record.schema)?;
+        let record = SubscriptionRecord { topic: t.record.name.clone(), name: name.to_string(), created_at: self.clock.now_ms(), spec };
+        let commit = {
+            let mut subs = t.subscriptions.write();
+            if subs.contains_key(&name.to_ascii_lowercase()) {
+                return Err(EventsError::SubscriptionAlreadyExists { topic: topic.to_string(), name: name.to_string() });
+            }
+            let value = serde_json::to_vec(&record).expect("a subscription record serializes");
+            let commit = self.store.commit(&[Op::Put { key: subscription_key(&record.topic, name), value }])?;
+            subs.insert(name.to_ascii_lowercase(), record.clone());
+            commit
+        };
+        commit.durable().await?;
+        Ok(record)
+    }
+
+    pub fn subscription(&self, topic: &str, name: &str) -> EventsResult<SubscriptionRecord> {
+        let t = self.topic(topic)?;
+        let found = t.subscriptions.read().get(&name.to_ascii_lowercase()).cloned();
+        found.ok_or_else(|| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })
+    }
+
+    pub fn list_subscriptions(&self, topic: &str) -> EventsResult<Vec<SubscriptionRecord>> {
+        Ok(self.topic(topic)?.subscriptions.read().values().cloned().collect())
+    }
+
+    pub async fn delete_subscription(&self, topic: &str, name: &str) -> EventsResult<()> {
+        let t = self.topic(topic)?;
+        let commit = {
+            let mut subs = t.subscriptions.write();
+            let removed = subs.remove(&name.to_ascii_lowercase()).ok_or_else(|| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })?;
+            self.store.commit(&[Op::Delete { key: subscription_key(&removed.topic, &removed.name) }])?
+        };
+        Ok(commit.durable().await?)
     }
 
     /// Checks the publisher's credential, then the body against the topic's schema,

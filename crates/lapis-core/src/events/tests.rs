@@ -129,3 +129,60 @@ async fn declared_keys_are_used_checked_and_replaceable() {
     assert_eq!(publish(&s, "declared", &fresh[0], &grid_events(1)).await, Ok(1));
     assert_eq!(s.topic_view("declared").unwrap().published, 2, "the log is kept");
 }
+
+fn webhook(url: &str) -> SubscriptionSpec {
+    serde_json::from_value(json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url}},
+        "filter": {"includedEventTypes": ["Track.Uploaded"]}})).unwrap()
+}
+
+#[tokio::test]
+async fn subscriptions_are_added_listed_checked_and_removed() {
+    let (s, _) = memory();
+    s.create_topic("orders", InputSchema::CloudEvents).await.unwrap();
+    let sub = s.create_subscription("orders", "notify", webhook("http://127.0.0.1:9000/a")).await.unwrap();
+    assert_eq!((sub.topic.as_str(), sub.name.as_str()), ("orders", "notify"));
+    assert!(matches!(s.create_subscription("ORDERS", "NOTIFY", webhook("http://x/y")).await, Err(EventsError::SubscriptionAlreadyExists { .. })));
+    assert!(matches!(s.create_subscription("orders", "ab", webhook("http://x/y")).await, Err(EventsError::Invalid(_))), "names are 3-64 characters");
+    assert!(matches!(s.create_subscription("nosuch", "notify", webhook("http://x/y")).await, Err(EventsError::TopicNotFound(_))));
+    let mut as_grid = webhook("http://x/y");
+    as_grid.event_delivery_schema = Some(InputSchema::EventGrid);
+    assert!(matches!(s.create_subscription("orders", "as-grid", as_grid).await, Err(EventsError::Invalid(_))), "CloudEvents stay CloudEvents");
+    s.create_subscription("orders", "search", webhook("http://127.0.0.1:9000/b")).await.unwrap();
+    let names: Vec<String> = s.list_subscriptions("orders").unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["notify", "search"]);
+    s.delete_subscription("orders", "Notify").await.unwrap();
+    assert!(matches!(s.subscription("orders", "notify"), Err(EventsError::SubscriptionNotFound { .. })));
+    assert!(matches!(s.delete_subscription("orders", "notify").await, Err(EventsError::SubscriptionNotFound { .. })));
+}
+
+#[tokio::test]
+async fn subscriptions_survive_a_restart_and_go_with_their_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftableClock::default());
+    let open = |clock: Arc<ShiftableClock>| {
+        let mut recovery = EventsRecovery::default();
+        let (kv, _) = KvLog::open(&dir.path().join("meta"), JournalOptions::default(), CompactionPolicy::default(), recovery.visitor()).unwrap();
+        let kv: Arc<dyn Store> = Arc::new(kv);
+        let logs = Arc::new(DirLogs { root: dir.path().join("topics"), options: JournalOptions::default() });
+        (EventGridService::open(kv.clone(), logs, clock, recovery).unwrap(), kv)
+    };
+    {
+        let (s, kv) = open(clock.clone());
+        s.create_topic("kept", InputSchema::EventGrid).await.unwrap();
+        s.create_topic("dropped", InputSchema::EventGrid).await.unwrap();
+        s.create_subscription("kept", "notify", webhook("http://127.0.0.1:9000/a")).await.unwrap();
+        s.create_subscription("dropped", "notify", webhook("http://127.0.0.1:9000/b")).await.unwrap();
+        s.delete_topic("dropped").await.unwrap();
+        s.close();
+        kv.close();
+    }
+    let (s, kv) = open(clock.clone());
+    assert_eq!(s.subscription("kept", "notify").unwrap().spec, webhook("http://127.0.0.1:9000/a"));
+    // A topic made again under the old name starts without the old subscriptions.
+    s.create_topic("dropped", InputSchema::EventGrid).await.unwrap();
+    assert!(s.list_subscriptions("dropped").unwrap().is_empty());
+    s.close();
+    kv.close();
+    let (s, _) = open(clock);
+    assert!(s.list_subscriptions("dropped").unwrap().is_empty(), "and so after another restart");
+}

@@ -27,8 +27,8 @@ fn topic_of(path: &str) -> Option<String> {
 /// The status and error code of each failure, as the service answers.
 pub fn from_events(e: &EventsError) -> HttpResponse {
     let (status, code) = match e {
-        EventsError::TopicNotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
-        EventsError::TopicAlreadyExists(_) => (StatusCode::CONFLICT, "Conflict"),
+        EventsError::TopicNotFound(_) | EventsError::SubscriptionNotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
+        EventsError::TopicAlreadyExists(_) | EventsError::SubscriptionAlreadyExists { .. } => (StatusCode::CONFLICT, "Conflict"),
         EventsError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
         EventsError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
         EventsError::InvalidInput(_) | EventsError::UnsupportedContentType(_) | EventsError::Invalid(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
