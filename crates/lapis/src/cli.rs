@@ -71,6 +71,75 @@ pub enum EgCommand {
         #[command(subcommand)]
         action: TopicAction,
     },
+    /// Event subscriptions of a topic: create, show, list, delete.
+    Subscription {
+        topic: String,
+        #[command(subcommand)]
+        action: SubscriptionAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SubscriptionAction {
+    /// Create (fails if it exists). Give exactly one destination.
+    Create(Box<SubscriptionFlags>),
+    Show { name: String },
+    List,
+    Delete { name: String },
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["webhook", "storage_queue", "servicebus_queue", "servicebus_topic", "event_hub"])))]
+pub struct SubscriptionFlags {
+    pub name: String,
+    /// Push to this webhook (http or https URL).
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// Deliver into this server's Storage Queue.
+    #[arg(long)]
+    pub storage_queue: Option<String>,
+    /// Deliver into this server's Service Bus queue.
+    #[arg(long)]
+    pub servicebus_queue: Option<String>,
+    /// Deliver into this server's Service Bus topic.
+    #[arg(long)]
+    pub servicebus_topic: Option<String>,
+    /// Deliver into this server's event hub.
+    #[arg(long)]
+    pub event_hub: Option<String>,
+    /// Webhook batching: most events per delivery (1-5000, default 1).
+    #[arg(long)]
+    pub max_events_per_batch: Option<u32>,
+    /// Webhook batching: preferred batch size in KB (1-1024, default 64).
+    #[arg(long)]
+    pub preferred_batch_kb: Option<u32>,
+    #[arg(long)]
+    pub subject_begins_with: Option<String>,
+    #[arg(long)]
+    pub subject_ends_with: Option<String>,
+    #[arg(long)]
+    pub subject_case_sensitive: bool,
+    /// An event type to deliver (repeatable; none: all).
+    #[arg(long = "included-event-type")]
+    pub included_event_types: Vec<String>,
+    /// An advanced filter as JSON, e.g. '{"operatorType":"NumberGreaterThan","key":"data.plays","value":10}' (repeatable).
+    #[arg(long = "advanced-filter")]
+    pub advanced_filters: Vec<String>,
+    /// Look into array values with the advanced filters.
+    #[arg(long)]
+    pub filter_arrays: bool,
+    /// The schema events are delivered in (default: the topic's).
+    #[arg(long, value_enum)]
+    pub delivery_schema: Option<TopicSchema>,
+    /// 1-30 (default 30).
+    #[arg(long)]
+    pub max_delivery_attempts: Option<u32>,
+    /// 1-1440 (default 1440).
+    #[arg(long)]
+    pub event_ttl_minutes: Option<u32>,
+    /// A container of this server's Blob service for undeliverable events.
+    #[arg(long)]
+    pub dead_letter_container: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -90,3 +90,38 @@ fn a_declared_topic_that_cannot_be_stops_start_up_naming_it() {
     let err = text(&serve(bad_name).stderr);
     assert!(err.contains("\"x\"") && err.contains("3 and 50"), "{err}");
 }
+
+#[test]
+fn the_cli_manages_subscriptions_and_they_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (server, _, http) = start(&["--data-dir", data]);
+    assert!(eg(http, &["topic", "create", "uploads"]).0);
+    let (ok, out, err) = eg(http, &["subscription", "uploads", "create", "notify", "--webhook", "http://127.0.0.1:9/hook", "--included-event-type", "Track.Uploaded",
+        "--advanced-filter", r#"{"operatorType":"NumberGreaterThan","key":"data.plays","value":10}"#, "--max-delivery-attempts", "5", "--delivery-schema", "cloudevents"]);
+    assert!(ok, "{err}");
+    let sub = json(&out);
+    assert_eq!(sub["destination"]["properties"]["endpointUrl"], "http://127.0.0.1:9/hook");
+    assert_eq!(sub["retryPolicy"]["maxDeliveryAttempts"], 5);
+    assert_eq!(sub["retryPolicy"]["eventTimeToLiveInMinutes"], 1440);
+    assert_eq!(sub["eventDeliverySchema"], "CloudEventSchemaV1_0");
+    assert_eq!(sub["filter"]["advancedFilters"][0]["operatorType"], "NumberGreaterThan");
+    let (ok, _, err) = eg(http, &["subscription", "uploads", "create", "into-queue", "--storage-queue", "uploads"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = eg(http, &["subscription", "uploads", "create", "notify", "--webhook", "http://127.0.0.1:9/other"]);
+    assert!(!ok && err.contains("409"), "{err}");
+    let (ok, _, err) = eg(http, &["subscription", "uploads", "create", "tries", "--webhook", "http://127.0.0.1:9/x", "--max-delivery-attempts", "31"]);
+    assert!(!ok && err.contains("400") && err.contains("maxDeliveryAttempts"), "{err}");
+    let (ok, _, err) = eg(http, &["subscription", "uploads", "create", "nowhere"]);
+    assert!(!ok && err.contains("--webhook"), "a destination is required: {err}");
+    let (ok, _, err) = eg(http, &["subscription", "uploads", "delete", "into-queue"]);
+    assert!(ok, "{err}");
+    terminate(server);
+
+    let (server, _, http) = start(&["--data-dir", data]);
+    let (ok, out, err) = eg(http, &["subscription", "uploads", "list"]);
+    terminate(server);
+    assert!(ok, "{err}");
+    let names: Vec<String> = json(&out)["Subscriptions"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["notify"]);
+}

@@ -4,11 +4,15 @@
 //! - `/admin/eventgrid/topics[/T]`: `GET` lists or shows a topic (its input schema,
 //!   endpoint, keys and the events it has accepted); `PUT` with
 //!   `{"InputSchema": "EventGridSchema" | "CloudEventSchemaV1_0"}` creates one (201,
-//!   409 if it exists); `DELETE` removes it with its events (204).
+//!   409 if it exists); `DELETE` removes it with its events and subscriptions (204).
+//! - `/admin/eventgrid/topics/T/subscriptions[/S]`: `GET` lists or shows; `PUT` with
+//!   the subscription's properties as Azure's management API names them
+//!   (`destination`, `filter`, `eventDeliverySchema`, `retryPolicy`, plus
+//!   `deadLetterContainer`) creates one (201, 409 if it exists); `DELETE` removes it.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
-use lapis_core::events::{InputSchema, TopicView};
+use lapis_core::events::{InputSchema, SubscriptionRecord, SubscriptionSpec, TopicView};
 use serde_json::{json, Value};
 
 use super::json::{authorize, error, read_json, reply};
@@ -38,12 +42,47 @@ fn describe(topic: &TopicView, host: &str) -> Value {
     })
 }
 
-fn topic_name(path: &str) -> Option<Option<String>> {
+fn describe_subscription(s: &SubscriptionRecord) -> Value {
+    let mut v = serde_json::to_value(&s.spec).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut v {
+        fields.insert("name".into(), json!(s.name));
+        fields.insert("topic".into(), json!(s.topic));
+        fields.insert("createdAt".into(), json!(s.created_at));
+    }
+    v
+}
+
+enum Resource {
+    Topics(Option<String>),
+    Subscriptions { topic: String, name: Option<String> },
+}
+
+fn parse_path(path: &str) -> Option<Resource> {
     let rest = path.strip_prefix(PREFIX)?.trim_end_matches('/');
-    match rest.split('/').collect::<Vec<_>>().as_slice() {
-        ["topics"] => Some(None),
-        ["topics", t] => Some(Some(percent_encoding::percent_decode_str(t).decode_utf8_lossy().into_owned())),
-        _ => None,
+    let parts: Vec<String> = rest.split('/').map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned()).collect();
+    Some(match parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["topics"] => Resource::Topics(None),
+        ["topics", t] => Resource::Topics(Some(t.to_string())),
+        ["topics", t, "subscriptions"] => Resource::Subscriptions { topic: t.to_string(), name: None },
+        ["topics", t, "subscriptions", s] => Resource::Subscriptions { topic: t.to_string(), name: Some(s.to_string()) },
+        _ => return None,
+    })
+}
+
+/// `PUT …/subscriptions/S`: the body is the subscription (a destination is required).
+async fn put_subscription(api: &AdminApi, req: Request<Incoming>, topic: &str, name: &str) -> HttpResponse {
+    let body: Option<Value> = match read_json(req).await {
+        Ok(v) => v,
+        Err(response) => return response,
+    };
+    let spec: SubscriptionSpec = match body.map(serde_json::from_value).transpose() {
+        Ok(Some(spec)) => spec,
+        Ok(None) => return error(StatusCode::BAD_REQUEST, "BadRequest", "a subscription needs at least a destination"),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequest", format!("invalid subscription: {e}")),
+    };
+    match api.events.create_subscription(topic, name, spec).await {
+        Ok(record) => reply(StatusCode::CREATED, describe_subscription(&record)),
+        Err(e) => from_events(&e),
     }
 }
 
@@ -51,11 +90,32 @@ pub async fn handle(api: &AdminApi, req: Request<Incoming>) -> HttpResponse {
     if let Err(why) = authorize(api, &req) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized", why);
     }
-    let Some(name) = topic_name(req.uri().path()) else {
+    let Some(resource) = parse_path(req.uri().path()) else {
         return error(StatusCode::NOT_FOUND, "NotFound", "no such admin resource");
     };
     let host = req.headers().get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1").to_string();
     let events = &api.events;
+    let name = match resource {
+        Resource::Topics(name) => name,
+        Resource::Subscriptions { topic, name } => {
+            return match (req.method().clone(), name) {
+                (Method::GET, None) => match events.list_subscriptions(&topic) {
+                    Ok(subs) => reply(StatusCode::OK, json!({ "Subscriptions": subs.iter().map(describe_subscription).collect::<Vec<_>>() })),
+                    Err(e) => from_events(&e),
+                },
+                (Method::GET, Some(s)) => match events.subscription(&topic, &s) {
+                    Ok(sub) => reply(StatusCode::OK, describe_subscription(&sub)),
+                    Err(e) => from_events(&e),
+                },
+                (Method::PUT, Some(s)) => put_subscription(api, req, &topic, &s).await,
+                (Method::DELETE, Some(s)) => match events.delete_subscription(&topic, &s).await {
+                    Ok(()) => reply(StatusCode::NO_CONTENT, Value::Null),
+                    Err(e) => from_events(&e),
+                },
+                _ => error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "GET a collection or an item; PUT or DELETE an item"),
+            };
+        }
+    };
     match (req.method().clone(), name) {
         (Method::GET, None) => {
             let topics: Vec<Value> = events.list_topics().iter().map(|t| describe(t, &host)).collect();
