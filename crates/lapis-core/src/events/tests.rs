@@ -21,6 +21,15 @@ fn grid_events(n: usize) -> Vec<u8> {
     serde_json::to_vec(&events).unwrap()
 }
 
+/// The service on `dir` as a server opens it (records, then the topics' logs).
+fn on_disk(dir: &std::path::Path, clock: Arc<ShiftableClock>) -> (EventGridService, Arc<dyn Store>) {
+    let mut recovery = EventsRecovery::default();
+    let (kv, _) = KvLog::open(&dir.join("meta"), JournalOptions::default(), CompactionPolicy::default(), recovery.visitor()).unwrap();
+    let kv: Arc<dyn Store> = Arc::new(kv);
+    let logs = Arc::new(DirLogs { root: dir.join("topics"), options: JournalOptions::default() });
+    (EventGridService::open(kv.clone(), logs, clock, recovery).unwrap(), kv)
+}
+
 async fn publish(s: &EventGridService, topic: &str, key: &str, body: &[u8]) -> EventsResult<usize> {
     let p = s.publish(topic, PublishCredential::Key(key), Some("application/json"), body)?;
     p.appended.durable().await?;
@@ -89,13 +98,7 @@ async fn events_are_kept_as_they_will_be_delivered() {
 async fn topics_and_their_events_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ShiftableClock::default());
-    let open = |clock: Arc<ShiftableClock>| {
-        let mut recovery = EventsRecovery::default();
-        let (kv, _) = KvLog::open(&dir.path().join("meta"), JournalOptions::default(), CompactionPolicy::default(), recovery.visitor()).unwrap();
-        let kv: Arc<dyn Store> = Arc::new(kv);
-        let logs = Arc::new(DirLogs { root: dir.path().join("topics"), options: JournalOptions::default() });
-        (EventGridService::open(kv.clone(), logs, clock, recovery).unwrap(), kv)
-    };
+    let open = |clock: Arc<ShiftableClock>| on_disk(dir.path(), clock);
     let keys = {
         let (s, kv) = open(clock.clone());
         let keys = s.create_topic("durable", InputSchema::EventGrid).await.unwrap().record.keys;
@@ -159,13 +162,7 @@ async fn subscriptions_are_added_listed_checked_and_removed() {
 async fn subscriptions_survive_a_restart_and_go_with_their_topic() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ShiftableClock::default());
-    let open = |clock: Arc<ShiftableClock>| {
-        let mut recovery = EventsRecovery::default();
-        let (kv, _) = KvLog::open(&dir.path().join("meta"), JournalOptions::default(), CompactionPolicy::default(), recovery.visitor()).unwrap();
-        let kv: Arc<dyn Store> = Arc::new(kv);
-        let logs = Arc::new(DirLogs { root: dir.path().join("topics"), options: JournalOptions::default() });
-        (EventGridService::open(kv.clone(), logs, clock, recovery).unwrap(), kv)
-    };
+    let open = |clock: Arc<ShiftableClock>| on_disk(dir.path(), clock);
     {
         let (s, kv) = open(clock.clone());
         s.create_topic("kept", InputSchema::EventGrid).await.unwrap();

@@ -24,37 +24,52 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts `lapis serve` on free ports and waits until /health answers.
+/// Starts `lapis serve` on free ports and waits until /health answers. A port another
+/// test took between `free_port` and the server's bind makes the server exit; then it
+/// starts again on fresh ports.
 pub fn start(extra: &[&str]) -> (Child, u16, u16) {
-    let (queue_port, http_port, amqp_port) = (free_port(), free_port(), free_port());
-    let mut args = vec![
-        "serve".to_string(),
-        "--queue-port".into(),
-        queue_port.to_string(),
-        "--blob-port".into(),
-        "0".into(),
-        "--http-port".into(),
-        http_port.to_string(),
-        "--amqp-port".into(),
-        amqp_port.to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let mut child = lapis().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("lapis starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", http_port)) {
-            let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut reply = String::new();
-            let _ = s.read_to_string(&mut reply);
-            if reply.starts_with("HTTP/1.1 200") {
-                return (child, queue_port, http_port);
+    let mut last = String::new();
+    for _ in 0..5 {
+        let (queue_port, http_port, amqp_port) = (free_port(), free_port(), free_port());
+        let mut args = vec![
+            "serve".to_string(),
+            "--queue-port".into(),
+            queue_port.to_string(),
+            "--blob-port".into(),
+            "0".into(),
+            "--http-port".into(),
+            http_port.to_string(),
+            "--amqp-port".into(),
+            amqp_port.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = lapis().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("lapis starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
             }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", http_port)) {
+                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut reply = String::new();
+                let _ = s.read_to_string(&mut reply);
+                if reply.starts_with("HTTP/1.1 200") {
+                    return (child, queue_port, http_port);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        let _ = child.kill();
+        let _ = child.wait();
+        last.clear();
+        if let Some(mut err) = child.stderr.take() {
+            let _ = err.read_to_string(&mut last);
+        }
+        if !last.contains("binding") {
+            break;
+        }
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("lapis did not become healthy");
+    panic!("lapis did not become healthy:\n{last}");
 }
 
 pub fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
