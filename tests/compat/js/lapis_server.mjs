@@ -42,6 +42,8 @@ let dataDir;
 let log = "";
 /** The AMQP port of the running server (a live binding: read it after `before`). */
 export let amqpPort;
+/** The HTTP port (admin API, Event Grid) of the running server. */
+export let httpPort;
 /** The Blob port of the running server, when `useLapis` asked for it (else undefined). */
 export let blobPort;
 const clients = [];
@@ -52,7 +54,7 @@ export function logTail(chars = 6000) {
   return `${LOG_MARK}\n${log.slice(-chars)}`;
 }
 
-/** Starts the server; resolves to { amqp, blob } (blob undefined unless `withBlob`). */
+/** Starts the server; resolves to { amqp, blob, http } (blob undefined unless `withBlob`). */
 async function startLapis(config, withBlob) {
   assert.ok(existsSync(LAPIS_BIN), `lapis binary not found at ${LAPIS_BIN}: run \`cargo build -p lapis\` or set LAPIS_BIN`);
   const base = mkdtempSync(path.join(os.tmpdir(), "lapis-js-amqp-"));
@@ -79,7 +81,7 @@ async function startLapis(config, withBlob) {
     let exited = false;
     proc.once("exit", () => { exited = true; });
     const alsoReady = async () => (await acceptsTcp(port)) && (!withBlob || (await acceptsTcp(blob)));
-    if (await awaitHealthy(httpPort, { exited: () => exited, alsoReady })) return { amqp: port, blob };
+    if (await awaitHealthy(httpPort, { exited: () => exited, alsoReady })) return { amqp: port, blob, http: httpPort };
     if (!exited) {
       proc.kill("SIGKILL");
       const what = withBlob ? "AMQP and Blob accepting" : "AMQP accepting";
@@ -109,7 +111,7 @@ async function stopLapis() {
  */
 export function useLapis(config, { blob = false } = {}) {
   before(async () => {
-    ({ amqp: amqpPort, blob: blobPort } = await startLapis(config, blob));
+    ({ amqp: amqpPort, blob: blobPort, http: httpPort } = await startLapis(config, blob));
   });
   after(stopLapis);
 }
