@@ -15,7 +15,7 @@ use hyper::{Method, Request, StatusCode};
 use lapis_core::events::{InputSchema, SubscriptionRecord, SubscriptionSpec, TopicView};
 use serde_json::{json, Value};
 
-use super::json::{authorize, error, read_json, reply};
+use super::json::{authorize, error, path_segments, read_json, reply};
 use super::AdminApi;
 use crate::eventgrid::from_events;
 use crate::server::HttpResponse;
@@ -58,8 +58,7 @@ enum Resource {
 }
 
 fn parse_path(path: &str) -> Option<Resource> {
-    let rest = path.strip_prefix(PREFIX)?.trim_end_matches('/');
-    let parts: Vec<String> = rest.split('/').map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned()).collect();
+    let parts = path_segments(path, PREFIX)?;
     Some(match parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["topics"] => Resource::Topics(None),
         ["topics", t] => Resource::Topics(Some(t.to_string())),

@@ -14,7 +14,7 @@ use hyper::{Method, Request, StatusCode};
 use lapis_core::stream::{HubConfig, HubProperties, HubView, StreamError, StreamService, DEFAULT_CONSUMER_GROUP};
 use serde_json::{json, Value};
 
-use super::json::{authorize, error, read_json, reply};
+use super::json::{authorize, error, path_segments, read_json, reply};
 use super::AdminApi;
 use crate::server::HttpResponse;
 
@@ -56,8 +56,7 @@ enum Resource {
 }
 
 fn parse_path(path: &str) -> Option<Resource> {
-    let rest = path.strip_prefix(PREFIX)?.trim_end_matches('/');
-    let parts: Vec<String> = rest.split('/').map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned()).collect();
+    let parts = path_segments(path, PREFIX)?;
     let p: Vec<&str> = parts.iter().map(String::as_str).collect();
     Some(match p.as_slice() {
         ["hubs"] => Resource::Hubs(None),

@@ -1,5 +1,5 @@
 //! What every part of the admin API shares: JSON answers and errors, the shared
-//! access signature check, and reading a bounded JSON body.
+//! access signature check, reading a bounded JSON body, and splitting a resource path.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -46,4 +46,11 @@ pub async fn read_json<T: serde::de::DeserializeOwned + Default>(req: Request<In
         return Ok(T::default());
     }
     serde_json::from_slice(&body).map_err(|e| error(StatusCode::BAD_REQUEST, "BadRequest", format!("invalid properties: {e}")))
+}
+
+/// The percent-decoded segments of `path` after `prefix` (a trailing '/' ignored), or
+/// `None` if `path` is not under `prefix`.
+pub fn path_segments(path: &str, prefix: &str) -> Option<Vec<String>> {
+    let rest = path.strip_prefix(prefix)?.trim_end_matches('/');
+    Some(rest.split('/').map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned()).collect())
 }
