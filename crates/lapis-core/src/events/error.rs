@@ -28,6 +28,9 @@ pub enum EventsError {
     /// One event, or the whole request, is over its limit (413).
     #[error("{what} of {size} bytes exceeds the limit of {limit} bytes.")]
     TooLarge { what: &'static str, size: usize, limit: usize },
+    /// A webhook did not pass the validation handshake (400).
+    #[error("Webhook validation handshake failed for {url}: {why}. Lapis sends a SubscriptionValidationEvent (Event Grid schema) or a CloudEvents OPTIONS request (CloudEvents schema) first; see https://aka.ms/esvalidation.")]
+    ValidationFailed { url: String, why: String },
     /// The content type does not fit the topic's schema (400).
     #[error("The content type '{0}' is not supported for this topic.")]
     UnsupportedContentType(String),

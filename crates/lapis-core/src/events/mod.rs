@@ -1,14 +1,20 @@
 //! Event Grid: custom topics and what their publishers may send. This module owns
 //! the rules of the two input schemas (Event Grid and CloudEvents 1.0) and the
-//! publish limits; it knows nothing of HTTP. Subscriptions, filters and delivery
-//! come on top of the events it accepts.
+//! publish limits, subscriptions and their filters, and delivery with its retries
+//! and dead letters ([`delivery`]); it knows nothing of HTTP.
 
+pub mod delivery;
 mod error;
 mod filter;
 mod model;
 mod publish;
+mod recovery;
+mod running;
 mod service;
 mod subscription;
+mod subscriptions;
+#[cfg(test)]
+mod delivery_tests;
 #[cfg(test)]
 mod tests;
 
@@ -17,4 +23,5 @@ pub use filter::{AdvancedFilter, SubscriptionFilter, MAX_ADVANCED_FILTERS, MAX_F
 pub use model::{check_topic_name, resource_path, InputSchema, TopicRecord, MAX_REQUEST_BYTES};
 pub use publish::{parse_publish, PublishedEvent};
 pub use subscription::{check_subscription_name, Destination, RetryPolicy, SubscriptionSpec};
-pub use service::{EventGridService, EventsRecovery, PublishCredential, Published, SubscriptionRecord, TopicView};
+pub use recovery::EventsRecovery;
+pub use service::{EventGridService, PublishCredential, Published, SubscriptionRecord, TopicView};

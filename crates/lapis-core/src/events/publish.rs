@@ -19,6 +19,19 @@ pub struct PublishedEvent {
     pub event: Value,
 }
 
+impl PublishedEvent {
+    /// An event as a topic of `schema` keeps it, with what filters look at.
+    pub fn from_stored(schema: InputSchema, event: Value) -> PublishedEvent {
+        let text = |name: &str| event.get(name).and_then(Value::as_str).map(str::to_string);
+        let (id, event_type) = match schema {
+            InputSchema::EventGrid => (text("id"), text("eventType")),
+            InputSchema::CloudEvents => (text("id"), text("type")),
+        };
+        let subject = text("subject");
+        PublishedEvent { id: id.unwrap_or_default(), event_type: event_type.unwrap_or_default(), subject, event }
+    }
+}
+
 const CLOUDEVENTS_SINGLE: &str = "application/cloudevents+json";
 const CLOUDEVENTS_BATCH: &str = "application/cloudevents-batch+json";
 const JSON: &str = "application/json";

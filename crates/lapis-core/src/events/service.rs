@@ -5,24 +5,31 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use lapis_store::partition::{Appended, EventLog, LogFactory};
-use lapis_store::{Op, ReplayEvent, Store, StoreResult};
-use parking_lot::RwLock;
+use lapis_store::{Op, Store};
+use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 
 use super::error::{EventsError, EventsResult};
 use super::model::{check_topic_name, resource_path, InputSchema, TopicRecord};
 use super::publish::{parse_publish, PublishedEvent};
-use super::subscription::{check_subscription_name, SubscriptionSpec};
+use super::delivery::state::topic_prefixes;
+use super::delivery::worker::Resume;
+use super::delivery::DeliveryTransport;
+use super::recovery::EventsRecovery;
+use super::running::Running;
+use super::subscription::SubscriptionSpec;
 use crate::auth::eventgrid_sas::{check_key, check_token};
 use crate::clock::Clock;
 
-const TOPIC_PREFIX: u8 = b'G';
-const SUBSCRIPTION_PREFIX: u8 = b'g';
+pub(super) const TOPIC_PREFIX: u8 = b'G';
+pub(super) const SUBSCRIPTION_PREFIX: u8 = b'g';
+/// How long a topic keeps events: the longest time to live plus an hour.
+const RETENTION_MS: i64 = 25 * 3600 * 1000;
 
 fn topic_key(name: &str) -> Vec<u8> {
     let mut k = vec![TOPIC_PREFIX];
@@ -31,7 +38,7 @@ fn topic_key(name: &str) -> Vec<u8> {
 }
 
 /// `g<topic>/<subscription>`: topic names have no '/'.
-fn subscription_key(topic: &str, name: &str) -> Vec<u8> {
+pub(super) fn subscription_key(topic: &str, name: &str) -> Vec<u8> {
     let mut k = vec![SUBSCRIPTION_PREFIX];
     k.extend_from_slice(format!("{}/{}", topic.to_ascii_lowercase(), name.to_ascii_lowercase()).as_bytes());
     k
@@ -46,7 +53,7 @@ pub struct SubscriptionRecord {
     pub spec: SubscriptionSpec,
 }
 
-type Subscriptions = Arc<RwLock<BTreeMap<String, SubscriptionRecord>>>;
+pub(super) type Subscriptions = Arc<RwLock<BTreeMap<String, SubscriptionRecord>>>;
 
 /// A fresh access key: 32 random bytes, base64, as Azure's are.
 fn new_key() -> String {
@@ -72,10 +79,18 @@ pub enum PublishCredential<'a> {
     Token(&'a str),
 }
 
-struct Topic {
-    record: TopicRecord,
-    log: Arc<dyn EventLog>,
-    subscriptions: Subscriptions,
+pub(super) struct Topic {
+    pub record: TopicRecord,
+    pub log: Arc<dyn EventLog>,
+    pub subscriptions: Subscriptions,
+    /// The delivery loop of each subscription, once delivery has started.
+    pub running: Arc<Mutex<BTreeMap<String, Running>>>,
+}
+
+impl Topic {
+    fn new(record: TopicRecord, log: Arc<dyn EventLog>) -> Arc<Topic> {
+        Arc::new(Topic { record, log, subscriptions: Subscriptions::default(), running: Arc::default() })
+    }
 }
 
 /// What a topic looks like from outside.
@@ -92,58 +107,29 @@ pub struct Published {
     pub appended: Appended,
 }
 
-/// Topic records found while the store replays.
-#[derive(Default)]
-pub struct EventsRecovery {
-    records: BTreeMap<Vec<u8>, TopicRecord>,
-    subscriptions: BTreeMap<Vec<u8>, SubscriptionRecord>,
-}
-
-impl EventsRecovery {
-    pub fn visitor(&mut self) -> impl FnMut(ReplayEvent<'_>) -> StoreResult<()> + '_ {
-        move |event| {
-            match event {
-                ReplayEvent::Put { key, value } if key.first() == Some(&TOPIC_PREFIX) => match serde_json::from_slice::<TopicRecord>(value) {
-                    Ok(r) => {
-                        self.records.insert(key.to_vec(), r);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "event grid recovery: an unreadable topic record; skipped"),
-                },
-                ReplayEvent::Put { key, value } if key.first() == Some(&SUBSCRIPTION_PREFIX) => match serde_json::from_slice::<SubscriptionRecord>(value) {
-                    Ok(r) => {
-                        self.subscriptions.insert(key.to_vec(), r);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "event grid recovery: an unreadable subscription record; skipped"),
-                },
-                ReplayEvent::Delete { key } => {
-                    self.records.remove(key);
-                    self.subscriptions.remove(key);
-                }
-                _ => {}
-            }
-            Ok(())
-        }
-    }
-}
-
 pub struct EventGridService {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     logs: Arc<dyn LogFactory>,
-    clock: Arc<dyn Clock>,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     next_id: AtomicU64,
+    /// Where deliveries go; unset until delivery starts.
+    pub(super) transport: OnceLock<Arc<dyn DeliveryTransport>>,
+    /// What recovery found of each subscription's delivery, until delivery starts.
+    pub(super) resume: Mutex<BTreeMap<String, Resume>>,
 }
 
 impl EventGridService {
     /// The service over `store` (topic records, already replayed into `recovery`) and
     /// `logs` (one log per topic), with every recovered topic's log open.
-    pub fn open(store: Arc<dyn Store>, logs: Arc<dyn LogFactory>, clock: Arc<dyn Clock>, recovery: EventsRecovery) -> EventsResult<EventGridService> {
+    pub fn open(store: Arc<dyn Store>, logs: Arc<dyn LogFactory>, clock: Arc<dyn Clock>, mut recovery: EventsRecovery) -> EventsResult<EventGridService> {
         let mut topics = BTreeMap::new();
         let mut next_id = 1;
+        let resume = recovery.resume();
         for record in recovery.records.into_values() {
             next_id = next_id.max(record.id + 1);
             let log = logs.open(record.id, 0)?;
-            topics.insert(record.name.to_ascii_lowercase(), Arc::new(Topic { record, log, subscriptions: Subscriptions::default() }));
+            topics.insert(record.name.to_ascii_lowercase(), Topic::new(record, log));
         }
         for sub in recovery.subscriptions.into_values() {
             match topics.get(&sub.topic.to_ascii_lowercase()) {
@@ -153,10 +139,10 @@ impl EventGridService {
                 None => tracing::warn!(topic = %sub.topic, subscription = %sub.name, "event grid recovery: a subscription of no topic; skipped"),
             }
         }
-        Ok(EventGridService { store, logs, clock, topics: RwLock::new(topics), next_id: AtomicU64::new(next_id) })
+        Ok(EventGridService { store, logs, clock, topics: RwLock::new(topics), next_id: AtomicU64::new(next_id), transport: OnceLock::new(), resume: Mutex::new(resume) })
     }
 
-    fn topic(&self, name: &str) -> EventsResult<Arc<Topic>> {
+    pub(super) fn topic(&self, name: &str) -> EventsResult<Arc<Topic>> {
         self.topics.read().get(&name.to_ascii_lowercase()).cloned().ok_or_else(|| EventsError::TopicNotFound(name.to_string()))
     }
 
@@ -183,7 +169,7 @@ impl EventGridService {
                 return Err(EventsError::TopicAlreadyExists(name.to_string()));
             }
             let commit = self.store.commit(&[Op::Put { key: topic_key(name), value: serde_json::to_vec(&record).expect("a topic record serializes") }])?;
-            topics.insert(key, Arc::new(Topic { record: record.clone(), log, subscriptions: Subscriptions::default() }));
+            topics.insert(key, Topic::new(record.clone(), log));
             commit
         };
         commit.durable().await?;
@@ -199,7 +185,7 @@ impl EventGridService {
             let old = topics.get(&key).cloned().ok_or_else(|| EventsError::TopicNotFound(name.to_string()))?;
             let record = TopicRecord { keys, ..old.record.clone() };
             let commit = self.store.commit(&[Op::Put { key: topic_key(name), value: serde_json::to_vec(&record).expect("a topic record serializes") }])?;
-            topics.insert(key, Arc::new(Topic { record, log: old.log.clone(), subscriptions: old.subscriptions.clone() }));
+            topics.insert(key, Arc::new(Topic { record, log: old.log.clone(), subscriptions: old.subscriptions.clone(), running: old.running.clone() }));
             commit
         };
         commit.durable().await?;
@@ -214,10 +200,15 @@ impl EventGridService {
             // Its subscriptions go with it.
             let mut ops = vec![Op::Delete { key: topic_key(name) }];
             ops.extend(topic.subscriptions.read().values().map(|s| Op::Delete { key: subscription_key(&s.topic, &s.name) }));
+            ops.extend(topic_prefixes(name).into_iter().map(|prefix| Op::DeletePrefix { prefix }));
             let commit = self.store.commit(&ops)?;
             (topic, commit)
         };
         commit.durable().await?;
+        let running: Vec<Running> = std::mem::take(&mut *topic.running.lock()).into_values().collect();
+        for r in running {
+            r.stop().await;
+        }
         let (log, id, factory) = (topic.log.clone(), topic.record.id, self.logs.clone());
         tokio::task::spawn_blocking(move || {
             log.close();
@@ -241,48 +232,6 @@ impl EventGridService {
         self.topics.read().values().map(|t| Self::view(t)).collect()
     }
 
-    // ---- subscriptions ------------------------------------------------------------
-
-    /// Adds an event subscription to a topic (409 if the name is taken).
-    pub async fn create_subscription(&self, topic: &str, name: &str, spec: SubscriptionSpec) -> EventsResult<SubscriptionRecord> {
-        check_subscription_name(name)?;
-        let t = self.topic(topic)?;
-        spec.check(t.record.schema)?;
-        let record = SubscriptionRecord { topic: t.record.name.clone(), name: name.to_string(), created_at: self.clock.now_ms(), spec };
-        let commit = {
-            let mut subs = t.subscriptions.write();
-            if subs.contains_key(&name.to_ascii_lowercase()) {
-                return Err(EventsError::SubscriptionAlreadyExists { topic: topic.to_string(), name: name.to_string() });
-            }
-            let value = serde_json::to_vec(&record).expect("a subscription record serializes");
-            let commit = self.store.commit(&[Op::Put { key: subscription_key(&record.topic, name), value }])?;
-            subs.insert(name.to_ascii_lowercase(), record.clone());
-            commit
-        };
-        commit.durable().await?;
-        Ok(record)
-    }
-
-    pub fn subscription(&self, topic: &str, name: &str) -> EventsResult<SubscriptionRecord> {
-        let t = self.topic(topic)?;
-        let found = t.subscriptions.read().get(&name.to_ascii_lowercase()).cloned();
-        found.ok_or_else(|| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })
-    }
-
-    pub fn list_subscriptions(&self, topic: &str) -> EventsResult<Vec<SubscriptionRecord>> {
-        Ok(self.topic(topic)?.subscriptions.read().values().cloned().collect())
-    }
-
-    pub async fn delete_subscription(&self, topic: &str, name: &str) -> EventsResult<()> {
-        let t = self.topic(topic)?;
-        let commit = {
-            let mut subs = t.subscriptions.write();
-            let removed = subs.remove(&name.to_ascii_lowercase()).ok_or_else(|| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })?;
-            self.store.commit(&[Op::Delete { key: subscription_key(&removed.topic, &removed.name) }])?
-        };
-        Ok(commit.durable().await?)
-    }
-
     /// Checks the publisher's credential, then the body against the topic's schema,
     /// and appends every event (all or none). The caller answers once
     /// `appended.durable()` resolves.
@@ -300,6 +249,18 @@ impl EventGridService {
         let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
         let appended = topic.log.append(self.clock.now_ms(), &refs)?;
         Ok(Published { events, appended })
+    }
+
+    /// Drops events no subscription can still deliver: older than the longest time
+    /// to live (a day) and an hour of slack for retries and dead letters.
+    pub fn retain(&self) -> EventsResult<u64> {
+        let keep_from = self.clock.now_ms() - RETENTION_MS;
+        let logs: Vec<Arc<dyn EventLog>> = self.topics.read().values().map(|t| t.log.clone()).collect();
+        let mut dropped = 0;
+        for log in logs {
+            dropped += log.retain(keep_from, u64::MAX)?;
+        }
+        Ok(dropped)
     }
 
     /// Flushes and closes every topic's log.

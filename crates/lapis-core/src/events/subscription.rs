@@ -42,6 +42,9 @@ pub enum Destination {
     StorageQueue {
         #[serde(rename = "queueName")]
         queue_name: String,
+        /// Seconds, or -1 for never; the queue's default (7 days) when absent.
+        #[serde(rename = "queueMessageTimeToLiveInSeconds", default, skip_serializing_if = "Option::is_none")]
+        queue_message_ttl_seconds: Option<i64>,
     },
     ServiceBusQueue {
         #[serde(rename = "queueName")]
@@ -131,10 +134,15 @@ impl SubscriptionSpec {
                 within("maxEventsPerBatch", *max_events_per_batch, MAX_EVENTS_PER_BATCH)?;
                 within("preferredBatchSizeInKilobytes", *preferred_batch_size_kb, MAX_PREFERRED_BATCH_KB)?;
             }
-            Destination::StorageQueue { queue_name: n } | Destination::ServiceBusQueue { queue_name: n } | Destination::ServiceBusTopic { topic_name: n } | Destination::EventHub { event_hub_name: n } => {
+            Destination::StorageQueue { queue_name: n, .. } | Destination::ServiceBusQueue { queue_name: n } | Destination::ServiceBusTopic { topic_name: n } | Destination::EventHub { event_hub_name: n } => {
                 if n.trim().is_empty() {
                     return Err(EventsError::Invalid("The destination needs the name of its queue, topic or event hub.".into()));
                 }
+            }
+        }
+        if let Destination::StorageQueue { queue_message_ttl_seconds: Some(ttl), .. } = &self.destination {
+            if *ttl == 0 || *ttl < -1 {
+                return Err(EventsError::Invalid(format!("queueMessageTimeToLiveInSeconds must be positive or -1 (never), not {ttl}.")));
             }
         }
         if let Some(c) = &self.dead_letter_container {

@@ -22,7 +22,7 @@ fn grid_events(n: usize) -> Vec<u8> {
 }
 
 /// The service on `dir` as a server opens it (records, then the topics' logs).
-fn on_disk(dir: &std::path::Path, clock: Arc<ShiftableClock>) -> (EventGridService, Arc<dyn Store>) {
+pub(super) fn on_disk(dir: &std::path::Path, clock: Arc<ShiftableClock>) -> (EventGridService, Arc<dyn Store>) {
     let mut recovery = EventsRecovery::default();
     let (kv, _) = KvLog::open(&dir.join("meta"), JournalOptions::default(), CompactionPolicy::default(), recovery.visitor()).unwrap();
     let kv: Arc<dyn Store> = Arc::new(kv);

@@ -31,7 +31,7 @@ pub fn from_events(e: &EventsError) -> HttpResponse {
         EventsError::TopicAlreadyExists(_) | EventsError::SubscriptionAlreadyExists { .. } => (StatusCode::CONFLICT, "Conflict"),
         EventsError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
         EventsError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
-        EventsError::InvalidInput(_) | EventsError::UnsupportedContentType(_) | EventsError::Invalid(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+        EventsError::InvalidInput(_) | EventsError::UnsupportedContentType(_) | EventsError::Invalid(_) | EventsError::ValidationFailed { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
         EventsError::Store(_) => {
             tracing::error!(error = %e, "an event grid request failed in storage");
             (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")

@@ -1,0 +1,490 @@
+//! One subscription's delivery loop: it reads the topic's log from its mark, keeps
+//! what the filter passes, sends batches with bounded concurrency, and files every
+//! failed batch as a retry record (tried again on the schedule, on the service's
+//! clock) until it is delivered or given up on and dead-lettered. Nothing here waits
+//! on a slow endpoint but that endpoint's own batches.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapis_store::partition::{Cursor, EventLog, Seek, StoredEvent};
+use lapis_store::{Op, Store};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::{Id, JoinSet};
+
+use super::super::model::InputSchema;
+use super::super::publish::PublishedEvent;
+use super::super::service::SubscriptionRecord;
+use super::super::subscription::Destination;
+use super::metrics::DeliveryMetrics;
+use super::outbound::{self, DeadLetterInfo, DeadLetterReason};
+use super::schedule::{retry_delay, Failure, Outcome};
+use super::state::{mark_key, retry_key, GiveUp, RetryRecord};
+use super::transport::{DeliveryTransport, OutEvent, ServiceDelivery};
+use crate::clock::{Clock, Millis};
+
+/// Batches one subscription has out at once.
+pub const MAX_IN_FLIGHT: usize = 32;
+/// Events one subscription holds for retry before it stops taking new ones: new
+/// events wait in the topic's log meanwhile.
+pub const MAX_RETRYING_EVENTS: usize = 100_000;
+/// Events per message batch handed to this server's own services.
+const SERVICE_BATCH: usize = 64;
+/// Consecutive failed attempts that put a subscription on probation.
+const PROBATION_AFTER: u32 = 3;
+const MAX_READ_EVENTS: usize = 4096;
+const MAX_READ_BYTES: usize = 4 << 20;
+/// How often due retries are looked for (they are due on the service's clock, which
+/// tests move).
+const TICK: Duration = Duration::from_millis(100);
+/// How often the mark is written while it moves.
+const MARK_EVERY: Duration = Duration::from_millis(20);
+
+/// What a worker needs; shared with the jobs it spawns.
+pub(crate) struct Context {
+    pub input: InputSchema,
+    pub output: InputSchema,
+    pub log: Arc<dyn EventLog>,
+    pub subscription: SubscriptionRecord,
+    /// `<topic>/<subscription>`, lowercased.
+    pub path: String,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub transport: Arc<dyn DeliveryTransport>,
+    pub metrics: Arc<DeliveryMetrics>,
+}
+
+/// Where a worker starts after a restart.
+pub(crate) struct Resume {
+    pub mark: i64,
+    pub retries: Vec<RetryRecord>,
+}
+
+enum Job {
+    First { seqs: Vec<i64>, published: Vec<Millis> },
+    Retry { first_seq: i64 },
+}
+
+enum Done {
+    Delivered,
+    Failed(Failure),
+    /// The dead-letter write finished (or had nowhere to go).
+    DeadLettered { written: bool, events: usize },
+}
+
+pub(crate) struct Worker {
+    ctx: Arc<Context>,
+    cursor: Cursor,
+    /// First sequence numbers of batches on their first attempt.
+    first_attempts: BTreeSet<i64>,
+    /// Batches owed a retry or a dead-letter write, by first sequence number.
+    retries: BTreeMap<i64, RetryRecord>,
+    retrying_events: usize,
+    /// Retries (or dead-letter writes) out now.
+    retries_out: BTreeSet<i64>,
+    jobs: JoinSet<Done>,
+    meta: HashMap<Id, Job>,
+    mark_written: i64,
+    mark_written_at: Instant,
+    consecutive_failures: u32,
+    probation_until: Millis,
+}
+
+impl Worker {
+    pub fn new(ctx: Arc<Context>, resume: Resume) -> Worker {
+        let cursor = ctx.log.seek(Seek::Seq { seq: resume.mark, inclusive: true });
+        let retrying_events = resume.retries.iter().map(|r| r.seqs.len()).sum();
+        let retries = resume.retries.into_iter().map(|r| (r.first_seq(), r)).collect();
+        ctx.metrics.set_retrying(retrying_events);
+        Worker {
+            ctx,
+            cursor,
+            first_attempts: BTreeSet::new(),
+            retries,
+            retrying_events,
+            retries_out: BTreeSet::new(),
+            jobs: JoinSet::new(),
+            meta: HashMap::new(),
+            mark_written: resume.mark,
+            mark_written_at: Instant::now(),
+            consecutive_failures: 0,
+            probation_until: 0,
+        }
+    }
+
+    /// Delivers until `stop` turns true (the subscription was deleted, or the server
+    /// is stopping); then writes the mark.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut visible = self.ctx.log.watch_visible();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !*stop.borrow() {
+            let now = self.ctx.clock.now_ms();
+            self.launch_due(now);
+            let newest = visible.borrow_and_update().seq;
+            let can_read = self.may_take_new(now) && newest >= self.cursor.next_seq;
+            if can_read {
+                self.read_and_launch(now).await;
+                while let Some(done) = self.jobs.try_join_next_with_id() {
+                    self.finish(done);
+                }
+                self.write_mark(false);
+                continue;
+            }
+            tokio::select! {
+                done = self.jobs.join_next_with_id(), if !self.jobs.is_empty() => {
+                    if let Some(done) = done {
+                        self.finish(done);
+                    }
+                }
+                changed = visible.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                _ = tick.tick() => {}
+                _ = stop.changed() => {}
+            }
+            self.write_mark(false);
+        }
+        self.jobs.abort_all();
+        self.write_mark(true);
+    }
+
+    fn may_take_new(&self, now: Millis) -> bool {
+        self.jobs.len() < MAX_IN_FLIGHT && self.retrying_events < MAX_RETRYING_EVENTS && now >= self.probation_until
+    }
+
+    /// Every event before the mark is finished with or has a retry record.
+    fn mark(&self) -> i64 {
+        self.first_attempts.first().copied().unwrap_or(self.cursor.next_seq).min(self.cursor.next_seq)
+    }
+
+    fn write_mark(&mut self, force: bool) {
+        let mark = self.mark();
+        if mark <= self.mark_written || (!force && self.mark_written_at.elapsed() < MARK_EVERY) {
+            return;
+        }
+        let value = mark.to_string().into_bytes();
+        match self.ctx.store.commit(&[Op::Put { key: mark_key(&self.ctx.path), value }]) {
+            // Not awaited: a mark that lags only repeats deliveries after a crash.
+            Ok(_commit) => {
+                self.mark_written = mark;
+                self.mark_written_at = Instant::now();
+            }
+            Err(e) => tracing::warn!(subscription = %self.ctx.path, error = %e, "event grid: the delivery mark was not written"),
+        }
+    }
+
+    fn batch_limits(&self) -> (usize, usize) {
+        match &self.ctx.subscription.spec.destination {
+            Destination::WebHook { max_events_per_batch, preferred_batch_size_kb, .. } => (*max_events_per_batch as usize, *preferred_batch_size_kb as usize * 1024),
+            _ => (SERVICE_BATCH, usize::MAX),
+        }
+    }
+
+    async fn read_and_launch(&mut self, now: Millis) {
+        let (max_events, preferred_bytes) = self.batch_limits();
+        let room = MAX_IN_FLIGHT - self.jobs.len();
+        let wanted = (room * max_events).clamp(1, MAX_READ_EVENTS);
+        let log = self.ctx.log.clone();
+        let stored = match log.read(&mut self.cursor, wanted, MAX_READ_BYTES).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(subscription = %self.ctx.path, error = %e, "event grid: reading the topic's log failed");
+                return;
+            }
+        };
+        let ttl = self.ttl_ms();
+        let mut batch: Vec<OutEvent> = Vec::new();
+        let mut batch_bytes = 0;
+        let mut expired = Vec::new();
+        for event in stored {
+            let Some(out) = self.admit(event) else { continue };
+            if now.saturating_sub(out.published_at) > ttl {
+                expired.push(out);
+                continue;
+            }
+            if !batch.is_empty() && (batch.len() >= max_events || batch_bytes + out.json.len() > preferred_bytes) {
+                self.launch_first(std::mem::take(&mut batch));
+                batch_bytes = 0;
+            }
+            batch_bytes += out.json.len();
+            batch.push(out);
+        }
+        if !batch.is_empty() {
+            self.launch_first(batch);
+        }
+        if !expired.is_empty() {
+            let record = RetryRecord {
+                seqs: expired.iter().map(|e| e.seq).collect(),
+                attempts: 0,
+                due: now,
+                published_at: expired[0].published_at,
+                last: None,
+                last_attempt_at: None,
+                dead_letter: Some(GiveUp::TimeToLive),
+            };
+            self.file_retry(record);
+        }
+    }
+
+    fn ttl_ms(&self) -> Millis {
+        self.ctx.subscription.spec.retry_policy.event_time_to_live_in_minutes as Millis * 60_000
+    }
+
+    /// The event in the delivery schema, if the filter passes it.
+    fn admit(&self, stored: StoredEvent) -> Option<OutEvent> {
+        let ctx = &self.ctx;
+        let value: Value = match serde_json::from_slice(&stored.body) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(subscription = %ctx.path, seq = stored.seq, error = %e, "event grid: an unreadable event in the topic's log; skipped");
+                return None;
+            }
+        };
+        let event = PublishedEvent::from_stored(ctx.input, value);
+        if !ctx.subscription.spec.filter.matches(&event) {
+            return None;
+        }
+        ctx.metrics.matched(1);
+        let data_version = outbound::data_version(&event.event, ctx.output);
+        let json = if ctx.input == ctx.output { stored.body } else { serde_json::to_vec(&outbound::convert(event.event, ctx.input, ctx.output)).expect("JSON values serialize") };
+        Some(OutEvent { seq: stored.seq, id: event.id, json, data_version, published_at: stored.enqueued_at })
+    }
+
+    fn launch_first(&mut self, batch: Vec<OutEvent>) {
+        let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
+        let published = batch.iter().map(|e| e.published_at).collect();
+        self.first_attempts.insert(seqs[0]);
+        let ctx = self.ctx.clone();
+        let handle = self.jobs.spawn(async move {
+            match attempt(&ctx, &batch, 0).await {
+                Ok(()) => Done::Delivered,
+                Err(f) => Done::Failed(f),
+            }
+        });
+        self.meta.insert(handle.id(), Job::First { seqs, published });
+    }
+
+    /// Starts every retry and dead-letter write that is due, as room allows.
+    fn launch_due(&mut self, now: Millis) {
+        let ttl = self.ttl_ms();
+        let due: Vec<i64> = self.retries.iter().filter(|(seq, r)| r.due <= now && !self.retries_out.contains(seq)).map(|(seq, _)| *seq).collect();
+        for seq in due {
+            if self.jobs.len() >= MAX_IN_FLIGHT {
+                return;
+            }
+            let Some(record) = self.retries.get_mut(&seq) else { continue };
+            // The time to live is looked at only when an attempt comes due.
+            if record.dead_letter.is_none() && now.saturating_sub(record.published_at) > ttl {
+                record.dead_letter = Some(GiveUp::TimeToLive);
+            }
+            let record = record.clone();
+            let ctx = self.ctx.clone();
+            let handle = match record.dead_letter {
+                Some(why) => self.jobs.spawn(async move { dead_letter(&ctx, &record, why).await }),
+                None => {
+                    record_attempt_start(&mut self.retries, seq, now);
+                    self.jobs.spawn(async move {
+                        let events = read_events(&ctx, &record.seqs).await;
+                        if events.is_empty() {
+                            // Gone from the log (retention): nothing left to deliver.
+                            return Done::Delivered;
+                        }
+                        match attempt(&ctx, &events, record.attempts).await {
+                            Ok(()) => Done::Delivered,
+                            Err(f) => Done::Failed(f),
+                        }
+                    })
+                }
+            };
+            self.retries_out.insert(seq);
+            self.meta.insert(handle.id(), Job::Retry { first_seq: seq });
+        }
+    }
+
+    fn finish(&mut self, done: Result<(Id, Done), tokio::task::JoinError>) {
+        let (id, done) = match done {
+            Ok(d) => d,
+            Err(e) => {
+                let failure = Failure { outcome: Outcome::Busy, status: None, detail: format!("the delivery task failed: {e}") };
+                (e.id(), Done::Failed(failure))
+            }
+        };
+        let Some(job) = self.meta.remove(&id) else { return };
+        let now = self.ctx.clock.now_ms();
+        match (job, done) {
+            (Job::First { seqs, published }, Done::Delivered) => {
+                self.first_attempts.remove(&seqs[0]);
+                self.succeeded(published.into_iter(), now);
+            }
+            (Job::First { seqs, published }, Done::Failed(f)) => {
+                self.first_attempts.remove(&seqs[0]);
+                let record = RetryRecord { seqs, attempts: 0, due: now, published_at: published.iter().copied().min().unwrap_or(now), last: None, last_attempt_at: Some(now), dead_letter: None };
+                self.failed(record, f, now);
+            }
+            (Job::First { seqs, .. }, Done::DeadLettered { .. }) => {
+                self.first_attempts.remove(&seqs[0]);
+            }
+            (Job::Retry { first_seq }, done) => {
+                self.retries_out.remove(&first_seq);
+                let Some(record) = self.retries.get(&first_seq).cloned() else { return };
+                match done {
+                    Done::Delivered => {
+                        self.forget_retry(first_seq);
+                        // Retried events' latency counts from when they were published.
+                        self.succeeded(std::iter::repeat_n(record.published_at, record.seqs.len()), now);
+                    }
+                    Done::Failed(f) => self.failed(record, f, now),
+                    Done::DeadLettered { written, events } => {
+                        if written {
+                            self.ctx.metrics.dead_lettered(events);
+                        } else {
+                            self.ctx.metrics.dropped(events);
+                        }
+                        self.forget_retry(first_seq);
+                    }
+                }
+            }
+        }
+    }
+
+    fn succeeded(&mut self, published: impl Iterator<Item = Millis>, now: Millis) {
+        self.consecutive_failures = 0;
+        self.probation_until = 0;
+        self.ctx.metrics.delivered(published.map(|p| (now.saturating_sub(p).max(0) as u64) * 1000));
+    }
+
+    /// Files a failed attempt: given up on at once for a final answer or the last
+    /// allowed attempt, otherwise due again on the schedule.
+    fn failed(&mut self, mut record: RetryRecord, failure: Failure, now: Millis) {
+        self.ctx.metrics.failed(format!("{:?}: {}", failure.outcome, failure.detail));
+        record.attempts += 1;
+        record.last_attempt_at = Some(now);
+        self.consecutive_failures += 1;
+        if self.consecutive_failures >= PROBATION_AFTER {
+            self.probation_until = now + failure.probation();
+        }
+        let max = self.ctx.subscription.spec.retry_policy.max_delivery_attempts;
+        if failure.is_final() {
+            record.dead_letter = Some(GiveUp::FinalAnswer);
+        } else if record.attempts >= max {
+            record.dead_letter = Some(GiveUp::MaxDeliveryAttempts);
+        } else {
+            record.due = now + retry_delay(record.attempts, &failure);
+        }
+        if record.dead_letter.is_some() {
+            record.due = now;
+        }
+        record.last = Some(failure);
+        self.file_retry(record);
+    }
+
+    /// Keeps a retry record, in memory and (before the mark can pass its events) in
+    /// the store.
+    fn file_retry(&mut self, record: RetryRecord) {
+        let seq = record.first_seq();
+        let value = serde_json::to_vec(&record).expect("a retry record serializes");
+        if let Err(e) = self.ctx.store.commit(&[Op::Put { key: retry_key(&self.ctx.path, seq), value }]) {
+            tracing::warn!(subscription = %self.ctx.path, error = %e, "event grid: a retry record was not written");
+        }
+        if let Some(old) = self.retries.insert(seq, record) {
+            self.retrying_events -= old.seqs.len();
+        }
+        self.retrying_events += self.retries[&seq].seqs.len();
+        self.ctx.metrics.set_retrying(self.retrying_events);
+    }
+
+    fn forget_retry(&mut self, seq: i64) {
+        if let Some(old) = self.retries.remove(&seq) {
+            self.retrying_events -= old.seqs.len();
+            if let Err(e) = self.ctx.store.commit(&[Op::Delete { key: retry_key(&self.ctx.path, seq) }]) {
+                tracing::warn!(subscription = %self.ctx.path, error = %e, "event grid: a finished retry record was not removed");
+            }
+        }
+        self.ctx.metrics.set_retrying(self.retrying_events);
+    }
+}
+
+fn record_attempt_start(retries: &mut BTreeMap<i64, RetryRecord>, seq: i64, now: Millis) {
+    if let Some(r) = retries.get_mut(&seq) {
+        r.last_attempt_at = Some(now);
+    }
+}
+
+/// One attempt to hand `events` to the subscription's destination.
+async fn attempt(ctx: &Context, events: &[OutEvent], delivery_count: u32) -> Result<(), Failure> {
+    let name = &ctx.subscription.name;
+    match &ctx.subscription.spec.destination {
+        Destination::WebHook { endpoint_url, .. } => {
+            let request = outbound::notification(endpoint_url, name, ctx.output, events, delivery_count);
+            match ctx.transport.http(request).await {
+                Ok(r) if (200..=204).contains(&r.status) => Ok(()),
+                Ok(r) => Err(Failure::from_status(r.status)),
+                Err(f) => Err(Failure::from_http(&f)),
+            }
+        }
+        destination => {
+            let delivery = ServiceDelivery { subscription: name, destination, schema: ctx.output, delivery_count, events };
+            ctx.transport.to_service(delivery).await.map_err(|f| Failure::from_service(&f))
+        }
+    }
+}
+
+/// The events at `seqs`, read back from the topic's log in the delivery schema.
+async fn read_events(ctx: &Context, seqs: &[i64]) -> Vec<OutEvent> {
+    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else { return Vec::new() };
+    let wanted: BTreeSet<i64> = seqs.iter().copied().collect();
+    let mut cursor = ctx.log.seek(Seek::Seq { seq: first, inclusive: true });
+    let mut found = Vec::with_capacity(seqs.len());
+    while cursor.next_seq <= last {
+        let before = cursor.next_seq;
+        let span = (last - before + 1).clamp(1, MAX_READ_EVENTS as i64) as usize;
+        let events = match ctx.log.read(&mut cursor, span, MAX_READ_BYTES).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(subscription = %ctx.path, error = %e, "event grid: reading events back for a retry failed");
+                break;
+            }
+        };
+        if events.is_empty() && cursor.next_seq == before {
+            break;
+        }
+        for stored in events.into_iter().filter(|e| wanted.contains(&e.seq) && e.seq <= last) {
+            let Ok(value) = serde_json::from_slice::<Value>(&stored.body) else { continue };
+            let event = PublishedEvent::from_stored(ctx.input, value);
+            let data_version = outbound::data_version(&event.event, ctx.output);
+            let json = serde_json::to_vec(&outbound::convert(event.event, ctx.input, ctx.output)).expect("JSON values serialize");
+            found.push(OutEvent { seq: stored.seq, id: event.id, json, data_version, published_at: stored.enqueued_at });
+        }
+    }
+    found
+}
+
+/// Writes the batch's dead-letter blob, or drops the events when the subscription
+/// has no dead-letter container (as the service does).
+async fn dead_letter(ctx: &Context, record: &RetryRecord, why: GiveUp) -> Done {
+    let Some(container) = ctx.subscription.spec.dead_letter_container.clone() else {
+        tracing::info!(subscription = %ctx.path, events = record.seqs.len(), reason = ?why, "event grid: undeliverable events dropped (no dead-letter container)");
+        return Done::DeadLettered { written: false, events: record.seqs.len() };
+    };
+    let events = read_events(ctx, &record.seqs).await;
+    let values: Vec<(Value, Millis)> = events.iter().filter_map(|e| Some((serde_json::from_slice(&e.json).ok()?, e.published_at))).collect();
+    let reason = match why {
+        GiveUp::MaxDeliveryAttempts => DeadLetterReason::MaxDeliveryAttemptsExceeded,
+        GiveUp::TimeToLive => DeadLetterReason::TimeToLiveExceeded,
+        GiveUp::FinalAnswer => DeadLetterReason::Undeliverable,
+    };
+    let info = DeadLetterInfo { reason, attempts: record.attempts, last: record.last.as_ref(), last_attempt_at: record.last_attempt_at };
+    let (blob, body) = outbound::dead_letter_blob(&ctx.subscription.name, ctx.output, &values, &info, ctx.clock.now_ms());
+    match ctx.transport.dead_letter(container.clone(), blob, body).await {
+        Ok(()) => Done::DeadLettered { written: true, events: values.len() },
+        Err(e) => {
+            tracing::warn!(subscription = %ctx.path, container = %container, error = %e, "event grid: the dead-letter write failed; the events are dropped");
+            Done::DeadLettered { written: false, events: values.len() }
+        }
+    }
+}
