@@ -39,3 +39,25 @@ def topic(server: LapisServer, name: str) -> dict:
 
 def publisher(info: dict, key: str | None = None) -> EventGridPublisherClient:
     return EventGridPublisherClient(info["Endpoint"], AzureKeyCredential(key or info["Key1"]))
+
+
+def webhook_destination(url: str, **properties) -> dict:
+    return {"endpointType": "WebHook", "properties": {"endpointUrl": url, **properties}}
+
+
+def subscribe(server: LapisServer, topic_name: str, name: str, destination: dict, **spec) -> dict:
+    """Creates an event subscription through the admin API (Azure's property names)."""
+    r = admin(server, "PUT", f"topics/{topic_name}/subscriptions/{name}", {"destination": destination, **spec})
+    assert r.status_code == 201, f"creating subscription {name}: {r.status_code} {r.text[:500]}"
+    return r.json()
+
+
+def unsubscribe(server: LapisServer, topic_name: str, name: str) -> None:
+    r = admin(server, "DELETE", f"topics/{topic_name}/subscriptions/{name}")
+    assert r.status_code == 204, f"deleting subscription {name}: {r.status_code} {r.text[:300]}"
+
+
+def metrics(server: LapisServer, topic_name: str, name: str) -> dict:
+    r = admin(server, "GET", f"topics/{topic_name}/subscriptions/{name}")
+    assert r.status_code == 200, f"subscription {name}: {r.status_code} {r.text[:300]}"
+    return r.json()["deliveryMetrics"]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use fe2o3_amqp_types::messaging::message::__private::Deserializable;
+use fe2o3_amqp_types::messaging::message::__private::{Deserializable, Serializable};
 use fe2o3_amqp_types::messaging::{ApplicationProperties, Body, Message, MessageId, Properties};
 use fe2o3_amqp_types::primitives::{SimpleValue, Symbol, Value};
 use lapis_core::broker::{OutgoingMessage, PropertyValue, RoutingProperties};
@@ -100,5 +100,36 @@ pub fn split(bytes: Vec<u8>, format: u32) -> Result<Vec<Vec<u8>>, DecodeError> {
     match decode(&bytes)?.body {
         Body::Data(batch) => Ok(batch.into_iter().map(|d| d.0.into_vec()).collect()),
         _ => Err(DecodeError("a batch envelope must carry data sections".into())),
+    }
+}
+
+/// A message of one data section carrying `body`, with a message id, content type
+/// and string application properties: what Event Grid delivers into a Service Bus
+/// entity or an event hub.
+pub fn data_message(body: Vec<u8>, message_id: &str, content_type: &str, properties: &[(&str, String)]) -> Vec<u8> {
+    let mut app = ApplicationProperties::builder();
+    for (name, value) in properties {
+        app = app.insert(name.to_string(), value.clone());
+    }
+    let props = Properties::builder().message_id(MessageId::String(message_id.to_string())).content_type(Symbol::from(content_type)).build();
+    let m = Message::builder().properties(props).application_properties(app.build()).data(fe2o3_amqp_types::primitives::Binary::from(body)).build();
+    serde_amqp::to_vec(&Serializable(m)).expect("a data message encodes")
+}
+
+#[cfg(test)]
+mod data_message_tests {
+    use super::*;
+
+    #[test]
+    fn a_data_message_reads_back_with_its_properties() {
+        let bytes = data_message(br#"{"id":"1"}"#.to_vec(), "m-1", "application/json", &[("aeg-event-type", "Notification".into())]);
+        let o = to_outgoing(bytes.clone()).unwrap();
+        assert_eq!(o.message_id.as_deref(), Some("m-1"));
+        assert_eq!(o.routing.content_type.as_deref(), Some("application/json"));
+        assert_eq!(o.routing.application.get("aeg-event-type"), Some(&PropertyValue::String("Notification".into())));
+        match decode(&bytes).unwrap().body {
+            Body::Data(d) => assert_eq!(d.into_iter().next().unwrap().0.into_vec(), br#"{"id":"1"}"#.to_vec()),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`queue`]: the Storage Queue REST API.
 //! - [`blob`]: the Blob REST subset Event Hubs checkpoint stores use.
 //! - [`eventgrid`]: Event Grid publishing to custom topics.
+//! - [`webhook`]: the HTTP client Event Grid push delivery sends with.
 //! - [`admin`]: `/health`, the admin API and the test clock on the HTTP port.
 
 pub mod admin;
@@ -18,4 +19,5 @@ pub mod header_case;
 pub mod queue;
 pub mod server;
 pub mod storage;
+pub mod webhook;
 mod xml;

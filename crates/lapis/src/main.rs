@@ -9,6 +9,7 @@ mod eg_cli;
 mod eh_cli;
 mod endpoints;
 mod eventgrid;
+mod eventgrid_transport;
 mod eventhubs;
 mod sb_cli;
 mod serve;

@@ -159,17 +159,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let admin = Arc::new(AdminApi { test_clock, broker: servicebus.broker.clone(), streams: eventhubs.streams.clone(), events: eventgrid.events.clone(), sas_keys: settings.sas_keys.clone() });
         servers.spawn(lapis_http::server::serve(listener, move |req| admin.clone().handle(req), shutdown_rx.clone()));
     }
+    eventgrid.events.start_delivery(Arc::new(crate::eventgrid_transport::LapisTransport {
+        webhooks: lapis_http::webhook::WebhookClient::new(),
+        queues: queues.clone(),
+        broker: servicebus.broker.clone(),
+        streams: eventhubs.streams.clone(),
+        blobs: blobs.service.clone(),
+    }));
     print!("{}", endpoints::banner(&settings));
 
     let maintenance = tokio::spawn(maintain(queues.clone(), store.clone()));
     let broker_upkeep = tokio::spawn(maintain_broker(servicebus.broker.clone(), servicebus.store.clone()));
     let blob_upkeep = tokio::spawn(maintain_store(blobs.store.clone()));
     let stream_upkeep = tokio::spawn(maintain_streams(eventhubs.streams.clone(), eventhubs.store.clone()));
-    let events_upkeep = tokio::spawn(maintain_store(eventgrid.store.clone()));
+    let events_upkeep = tokio::spawn(maintain_events(eventgrid.events.clone(), eventgrid.store.clone()));
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = shutdown_tx.send(true);
     while servers.join_next().await.is_some() {}
+    eventgrid.events.stop_delivery().await;
     maintenance.abort();
     broker_upkeep.abort();
     blob_upkeep.abort();
@@ -230,8 +238,20 @@ async fn maintain_broker(broker: Arc<Broker>, store: Arc<dyn Store>) {
     }
 }
 
-/// Background upkeep of a store that needs nothing but compaction (blobs, Event
-/// Grid topics).
+/// Background upkeep of Event Grid: retention of the topics' logs, compaction of the
+/// records.
+async fn maintain_events(events: Arc<lapis_core::events::EventGridService>, store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(STREAM_RETENTION_EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(e) = events.retain() {
+            tracing::warn!(error = %e, "event grid retention failed");
+        }
+        compact(&store).await;
+    }
+}
+
+/// Background upkeep of a store that needs nothing but compaction (blobs).
 async fn maintain_store(store: Arc<dyn Store>) {
     let mut tick = tokio::time::interval(COMPACTION_CHECK_EVERY);
     loop {

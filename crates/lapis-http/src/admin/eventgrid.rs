@@ -8,11 +8,14 @@
 //! - `/admin/eventgrid/topics/T/subscriptions[/S]`: `GET` lists or shows; `PUT` with
 //!   the subscription's properties as Azure's management API names them
 //!   (`destination`, `filter`, `eventDeliverySchema`, `retryPolicy`, plus
-//!   `deadLetterContainer`) creates one (201, 409 if it exists); `DELETE` removes it.
+//!   `deadLetterContainer`) creates one (201, 409 if it exists; 400 when a webhook
+//!   fails the validation handshake); `DELETE` removes it. Each shows its
+//!   `deliveryMetrics` (matched, delivered, failed attempts, dead-lettered, dropped,
+//!   retrying, latency p50/p99) since the server started.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
-use lapis_core::events::{InputSchema, SubscriptionRecord, SubscriptionSpec, TopicView};
+use lapis_core::events::{EventGridService, InputSchema, SubscriptionRecord, SubscriptionSpec, TopicView};
 use serde_json::{json, Value};
 
 use super::json::{authorize, error, path_segments, read_json, reply};
@@ -42,12 +45,16 @@ fn describe(topic: &TopicView, host: &str) -> Value {
     })
 }
 
-fn describe_subscription(s: &SubscriptionRecord) -> Value {
+/// A subscription with its delivery counters since the server started.
+fn describe_subscription(events: &EventGridService, s: &SubscriptionRecord) -> Value {
     let mut v = serde_json::to_value(&s.spec).unwrap_or(Value::Null);
     if let Value::Object(fields) = &mut v {
         fields.insert("name".into(), json!(s.name));
         fields.insert("topic".into(), json!(s.topic));
         fields.insert("createdAt".into(), json!(s.created_at));
+        if let Ok(metrics) = events.delivery_metrics(&s.topic, &s.name) {
+            fields.insert("deliveryMetrics".into(), serde_json::to_value(metrics).unwrap_or(Value::Null));
+        }
     }
     v
 }
@@ -80,7 +87,7 @@ async fn put_subscription(api: &AdminApi, req: Request<Incoming>, topic: &str, n
         Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequest", format!("invalid subscription: {e}")),
     };
     match api.events.create_subscription(topic, name, spec).await {
-        Ok(record) => reply(StatusCode::CREATED, describe_subscription(&record)),
+        Ok(record) => reply(StatusCode::CREATED, describe_subscription(&api.events, &record)),
         Err(e) => from_events(&e),
     }
 }
@@ -99,11 +106,11 @@ pub async fn handle(api: &AdminApi, req: Request<Incoming>) -> HttpResponse {
         Resource::Subscriptions { topic, name } => {
             return match (req.method().clone(), name) {
                 (Method::GET, None) => match events.list_subscriptions(&topic) {
-                    Ok(subs) => reply(StatusCode::OK, json!({ "Subscriptions": subs.iter().map(describe_subscription).collect::<Vec<_>>() })),
+                    Ok(subs) => reply(StatusCode::OK, json!({ "Subscriptions": subs.iter().map(|s| describe_subscription(events, s)).collect::<Vec<_>>() })),
                     Err(e) => from_events(&e),
                 },
                 (Method::GET, Some(s)) => match events.subscription(&topic, &s) {
-                    Ok(sub) => reply(StatusCode::OK, describe_subscription(&sub)),
+                    Ok(sub) => reply(StatusCode::OK, describe_subscription(events, &sub)),
                     Err(e) => from_events(&e),
                 },
                 (Method::PUT, Some(s)) => put_subscription(api, req, &topic, &s).await,

@@ -77,7 +77,7 @@ pub struct DeliveryMetrics {
 
 /// A snapshot, as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "camelCase")]
 pub struct MetricsView {
     /// Events that passed the filter.
     pub matched_events: u64,

@@ -121,6 +121,17 @@ pub fn message_properties(subscription: &str, schema: InputSchema, event: &OutEv
     props
 }
 
+/// The message id of an event delivered to a Service Bus entity: the same on every
+/// attempt, so that duplicate detection can drop a repeat, and not the event's own id
+/// (as in Azure).
+pub fn message_id(topic: &str, subscription: &str, seq: i64) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}/{}/{seq}", topic.to_ascii_lowercase(), subscription.to_ascii_lowercase()).as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+}
+
 /// The Event Grid schema handshake: a `SubscriptionValidationEvent` whose code the
 /// endpoint must echo. Returns the request and the code.
 pub fn validation_request(url: &str, subscription: &str, topic_path: &str, now: Millis) -> (HttpRequest, String) {

@@ -70,6 +70,7 @@ pub struct OutEvent {
 /// Azure puts in the webhook headers, as message properties.
 #[derive(Debug, Clone)]
 pub struct ServiceDelivery<'a> {
+    pub topic: &'a str,
     pub subscription: &'a str,
     pub destination: &'a Destination,
     pub schema: InputSchema,

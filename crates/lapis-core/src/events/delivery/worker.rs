@@ -428,7 +428,7 @@ async fn attempt(ctx: &Context, events: &[OutEvent], delivery_count: u32) -> Res
             }
         }
         destination => {
-            let delivery = ServiceDelivery { subscription: name, destination, schema: ctx.output, delivery_count, events };
+            let delivery = ServiceDelivery { topic: &ctx.subscription.topic, subscription: name, destination, schema: ctx.output, delivery_count, events };
             ctx.transport.to_service(delivery).await.map_err(|f| Failure::from_service(&f))
         }
     }
