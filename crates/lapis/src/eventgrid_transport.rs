@@ -35,7 +35,7 @@ impl DeliveryTransport for LapisTransport {
                 Destination::StorageQueue { queue_name, queue_message_ttl_seconds } => self.to_queue(&d, queue_name, *queue_message_ttl_seconds).await,
                 Destination::ServiceBusQueue { queue_name: entity } | Destination::ServiceBusTopic { topic_name: entity } => self.to_broker(&d, entity).await,
                 Destination::EventHub { event_hub_name } => self.to_hub(&d, event_hub_name).await,
-                Destination::WebHook { .. } => Err(ServiceFailure::Rejected("a webhook is not a Lapis service".into())),
+                Destination::WebHook { .. } | Destination::Queue { .. } => Err(ServiceFailure::Rejected("not a destination in a Lapis service".into())),
             }
         })
     }

@@ -16,11 +16,13 @@ mod subscriptions;
 #[cfg(test)]
 mod delivery_tests;
 #[cfg(test)]
+mod pull_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::{EventsError, EventsResult};
 pub use filter::{AdvancedFilter, SubscriptionFilter, MAX_ADVANCED_FILTERS, MAX_FILTER_STRING, MAX_FILTER_VALUES};
-pub use model::{check_topic_name, resource_path, InputSchema, TopicRecord, MAX_REQUEST_BYTES};
+pub use model::{check_topic_name, resource_path, InputSchema, TopicKind, TopicRecord, MAX_REQUEST_BYTES};
 pub use publish::{parse_publish, PublishedEvent};
 pub use subscription::{check_subscription_name, Destination, RetryPolicy, SubscriptionSpec};
 pub use recovery::EventsRecovery;

@@ -20,9 +20,20 @@ pub enum InputSchema {
     CloudEvents,
 }
 
+/// A custom topic (published at `/topics/T/api/events`, push delivery) or a namespace
+/// topic (published with `:publish`, CloudEvents only, pull delivery as well).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TopicKind {
+    #[default]
+    Custom,
+    Namespace,
+}
+
 /// A topic as it is kept in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
+    #[serde(default)]
+    pub kind: TopicKind,
     /// Names the topic's event log; never reused.
     pub id: u64,
     pub name: String,

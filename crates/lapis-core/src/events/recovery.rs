@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use lapis_store::{ReplayEvent, StoreResult};
 
 use super::delivery::state::{MARK_PREFIX, RETRY_PREFIX};
+use super::delivery::pull::{PullRecord, PULL_PREFIX};
 use super::delivery::worker::Resume;
 use super::delivery::RetryRecord;
 use super::model::TopicRecord;
@@ -18,6 +19,7 @@ pub struct EventsRecovery {
     pub(super) subscriptions: BTreeMap<Vec<u8>, SubscriptionRecord>,
     marks: BTreeMap<Vec<u8>, i64>,
     retries: BTreeMap<Vec<u8>, RetryRecord>,
+    pulled: BTreeMap<Vec<u8>, PullRecord>,
 }
 
 fn keep<T: serde::de::DeserializeOwned>(into: &mut BTreeMap<Vec<u8>, T>, key: &[u8], value: &[u8], what: &str) {
@@ -47,6 +49,7 @@ impl EventsRecovery {
                         None => tracing::warn!("event grid recovery: an unreadable delivery mark; skipped"),
                     },
                     Some(RETRY_PREFIX) => keep(&mut self.retries, key, value, "retry record"),
+                    Some(PULL_PREFIX) => keep(&mut self.pulled, key, value, "pull record"),
                     _ => {}
                 },
                 ReplayEvent::Delete { key } => {
@@ -54,12 +57,14 @@ impl EventsRecovery {
                     self.subscriptions.remove(key);
                     self.marks.remove(key);
                     self.retries.remove(key);
+                    self.pulled.remove(key);
                 }
                 ReplayEvent::DeletePrefix { prefix } => {
                     drop_prefix(&mut self.records, prefix);
                     drop_prefix(&mut self.subscriptions, prefix);
                     drop_prefix(&mut self.marks, prefix);
                     drop_prefix(&mut self.retries, prefix);
+                    drop_prefix(&mut self.pulled, prefix);
                 }
             }
             Ok(())
@@ -71,7 +76,7 @@ impl EventsRecovery {
         let mut out: BTreeMap<String, Resume> = BTreeMap::new();
         for (key, mark) in std::mem::take(&mut self.marks) {
             let path = String::from_utf8_lossy(&key[1..]).into_owned();
-            out.entry(path).or_insert_with(|| Resume { mark: 0, retries: Vec::new() }).mark = mark;
+            out.entry(path).or_default().mark = mark;
         }
         for (key, record) in std::mem::take(&mut self.retries) {
             let text = String::from_utf8_lossy(&key[1..]).into_owned();
@@ -79,7 +84,12 @@ impl EventsRecovery {
             if record.seqs.is_empty() {
                 continue;
             }
-            out.entry(path.to_string()).or_insert_with(|| Resume { mark: 0, retries: Vec::new() }).retries.push(record);
+            out.entry(path.to_string()).or_default().retries.push(record);
+        }
+        for (key, record) in std::mem::take(&mut self.pulled) {
+            let text = String::from_utf8_lossy(&key[1..]).into_owned();
+            let Some((path, _)) = text.rsplit_once('/') else { continue };
+            out.entry(path.to_string()).or_default().pulled.push(record);
         }
         out
     }

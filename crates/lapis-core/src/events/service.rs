@@ -15,10 +15,11 @@ use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 
 use super::error::{EventsError, EventsResult};
-use super::model::{check_topic_name, resource_path, InputSchema, TopicRecord};
+use super::model::{check_topic_name, resource_path, InputSchema, TopicKind, TopicRecord};
 use super::publish::{parse_publish, PublishedEvent};
 use super::delivery::state::topic_prefixes;
 use super::delivery::worker::Resume;
+use super::delivery::pull::PullQueue;
 use super::delivery::DeliveryTransport;
 use super::recovery::EventsRecovery;
 use super::running::Running;
@@ -28,8 +29,10 @@ use crate::clock::Clock;
 
 pub(super) const TOPIC_PREFIX: u8 = b'G';
 pub(super) const SUBSCRIPTION_PREFIX: u8 = b'g';
-/// How long a topic keeps events: the longest time to live plus an hour.
+/// How long a custom topic keeps events: the longest time to live plus an hour.
 const RETENTION_MS: i64 = 25 * 3600 * 1000;
+/// A namespace topic keeps them 7 days (its longest retention), plus an hour.
+const NAMESPACE_RETENTION_MS: i64 = (7 * 24 + 1) * 3600 * 1000;
 
 fn topic_key(name: &str) -> Vec<u8> {
     let mut k = vec![TOPIC_PREFIX];
@@ -83,13 +86,15 @@ pub(super) struct Topic {
     pub record: TopicRecord,
     pub log: Arc<dyn EventLog>,
     pub subscriptions: Subscriptions,
-    /// The delivery loop of each subscription, once delivery has started.
+    /// The delivery loop of each push subscription, once delivery has started.
     pub running: Arc<Mutex<BTreeMap<String, Running>>>,
+    /// Each queue (pull) subscription's state.
+    pub pulls: Arc<Mutex<BTreeMap<String, Arc<PullQueue>>>>,
 }
 
 impl Topic {
     fn new(record: TopicRecord, log: Arc<dyn EventLog>) -> Arc<Topic> {
-        Arc::new(Topic { record, log, subscriptions: Subscriptions::default(), running: Arc::default() })
+        Arc::new(Topic { record, log, subscriptions: Subscriptions::default(), running: Arc::default(), pulls: Arc::default() })
     }
 }
 
@@ -114,7 +119,7 @@ pub struct EventGridService {
     pub(super) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     next_id: AtomicU64,
     /// Where deliveries go; unset until delivery starts.
-    pub(super) transport: OnceLock<Arc<dyn DeliveryTransport>>,
+    pub(super) transport: Arc<OnceLock<Arc<dyn DeliveryTransport>>>,
     /// What recovery found of each subscription's delivery, until delivery starts.
     pub(super) resume: Mutex<BTreeMap<String, Resume>>,
 }
@@ -139,7 +144,9 @@ impl EventGridService {
                 None => tracing::warn!(topic = %sub.topic, subscription = %sub.name, "event grid recovery: a subscription of no topic; skipped"),
             }
         }
-        Ok(EventGridService { store, logs, clock, topics: RwLock::new(topics), next_id: AtomicU64::new(next_id), transport: OnceLock::new(), resume: Mutex::new(resume) })
+        let service = EventGridService { store, logs, clock, topics: RwLock::new(topics), next_id: AtomicU64::new(next_id), transport: Arc::default(), resume: Mutex::new(resume) };
+        service.open_pull_queues();
+        Ok(service)
     }
 
     pub(super) fn topic(&self, name: &str) -> EventsResult<Arc<Topic>> {
@@ -153,12 +160,22 @@ impl EventGridService {
 
     /// Creates a topic with the given keys (declared ones, say).
     pub async fn create_topic_with_keys(&self, name: &str, schema: InputSchema, keys: [String; 2]) -> EventsResult<TopicView> {
+        self.create(TopicKind::Custom, name, schema, keys).await
+    }
+
+    /// Creates a namespace topic (CloudEvents, published with `:publish`, with queue
+    /// subscriptions), with fresh keys unless given.
+    pub async fn create_namespace_topic(&self, name: &str, keys: Option<[String; 2]>) -> EventsResult<TopicView> {
+        self.create(TopicKind::Namespace, name, InputSchema::CloudEvents, keys.unwrap_or_else(|| [new_key(), new_key()])).await
+    }
+
+    async fn create(&self, kind: TopicKind, name: &str, schema: InputSchema, keys: [String; 2]) -> EventsResult<TopicView> {
         check_topic_name(name)?;
         check_keys(&keys)?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         // The log first: a topic is never visible without it.
         let log = self.logs.open(id, 0)?;
-        let record = TopicRecord { id, name: name.to_string(), created_at: self.clock.now_ms(), schema, keys };
+        let record = TopicRecord { id, kind, name: name.to_string(), created_at: self.clock.now_ms(), schema, keys };
         let commit = {
             let mut topics = self.topics.write();
             let key = name.to_ascii_lowercase();
@@ -185,7 +202,7 @@ impl EventGridService {
             let old = topics.get(&key).cloned().ok_or_else(|| EventsError::TopicNotFound(name.to_string()))?;
             let record = TopicRecord { keys, ..old.record.clone() };
             let commit = self.store.commit(&[Op::Put { key: topic_key(name), value: serde_json::to_vec(&record).expect("a topic record serializes") }])?;
-            topics.insert(key, Arc::new(Topic { record, log: old.log.clone(), subscriptions: old.subscriptions.clone(), running: old.running.clone() }));
+            topics.insert(key, Arc::new(Topic { record, log: old.log.clone(), subscriptions: old.subscriptions.clone(), running: old.running.clone(), pulls: old.pulls.clone() }));
             commit
         };
         commit.durable().await?;
@@ -236,7 +253,25 @@ impl EventGridService {
     /// and appends every event (all or none). The caller answers once
     /// `appended.durable()` resolves.
     pub fn publish(&self, name: &str, credential: PublishCredential<'_>, content_type: Option<&str>, body: &[u8]) -> EventsResult<Published> {
+        self.publish_to(TopicKind::Custom, name, credential, content_type, body)
+    }
+
+    /// [`EventGridService::publish`] to a namespace topic (`:publish`).
+    pub fn publish_namespace(&self, name: &str, key: &str, content_type: Option<&str>, body: &[u8]) -> EventsResult<Published> {
+        self.publish_to(TopicKind::Namespace, name, PublishCredential::Key(key), content_type, body)
+    }
+
+    /// A topic of `kind`: the other kind's topics are not found at that endpoint.
+    pub(super) fn topic_of_kind(&self, kind: TopicKind, name: &str) -> EventsResult<Arc<Topic>> {
         let topic = self.topic(name)?;
+        if topic.record.kind != kind {
+            return Err(EventsError::TopicNotFound(name.to_string()));
+        }
+        Ok(topic)
+    }
+
+    fn publish_to(&self, kind: TopicKind, name: &str, credential: PublishCredential<'_>, content_type: Option<&str>, body: &[u8]) -> EventsResult<Published> {
+        let topic = self.topic_of_kind(kind, name)?;
         let keys = &topic.record.keys;
         match credential {
             PublishCredential::Key(k) => check_key(keys, k)?,
@@ -254,11 +289,15 @@ impl EventGridService {
     /// Drops events no subscription can still deliver: older than the longest time
     /// to live (a day) and an hour of slack for retries and dead letters.
     pub fn retain(&self) -> EventsResult<u64> {
-        let keep_from = self.clock.now_ms() - RETENTION_MS;
-        let logs: Vec<Arc<dyn EventLog>> = self.topics.read().values().map(|t| t.log.clone()).collect();
+        let now = self.clock.now_ms();
+        let logs: Vec<(TopicKind, Arc<dyn EventLog>)> = self.topics.read().values().map(|t| (t.record.kind, t.log.clone())).collect();
         let mut dropped = 0;
-        for log in logs {
-            dropped += log.retain(keep_from, u64::MAX)?;
+        for (kind, log) in logs {
+            let keep = match kind {
+                TopicKind::Custom => RETENTION_MS,
+                TopicKind::Namespace => NAMESPACE_RETENTION_MS,
+            };
+            dropped += log.retain(now - keep, u64::MAX)?;
         }
         Ok(dropped)
     }

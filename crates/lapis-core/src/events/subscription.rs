@@ -13,6 +13,14 @@ pub const MAX_DELIVERY_ATTEMPTS: u32 = 30;
 pub const MAX_EVENT_TTL_MINUTES: u32 = 1440;
 pub const MAX_EVENTS_PER_BATCH: u32 = 5000;
 pub const MAX_PREFERRED_BATCH_KB: u32 = 1024;
+/// A queue subscription's lock: 60 s by default, at most 300 s.
+pub const DEFAULT_LOCK_SECONDS: u32 = 60;
+pub const MAX_LOCK_SECONDS: u32 = 300;
+/// Receives of one event before it is dead-lettered: 10 by default and at most.
+pub const MAX_QUEUE_DELIVERY_COUNT: u32 = 10;
+/// How long a queue subscription keeps an event: 7 days, the namespace topic's
+/// retention, by default and at most.
+pub const MAX_QUEUE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 
 fn default_attempts() -> u32 {
     MAX_DELIVERY_ATTEMPTS
@@ -25,6 +33,12 @@ fn default_batch() -> u32 {
 }
 fn default_batch_kb() -> u32 {
     64
+}
+fn default_lock() -> u32 {
+    DEFAULT_LOCK_SECONDS
+}
+fn default_queue_deliveries() -> u32 {
+    MAX_QUEUE_DELIVERY_COUNT
 }
 
 /// Where a subscription's events go (`destination` in the management API).
@@ -58,6 +72,27 @@ pub enum Destination {
         #[serde(rename = "eventHubName")]
         event_hub_name: String,
     },
+    /// Pull delivery (a namespace topic's queue subscription): clients receive events
+    /// under a lock and acknowledge, release or reject them.
+    Queue {
+        #[serde(rename = "receiveLockDurationInSeconds", default = "default_lock")]
+        lock_seconds: u32,
+        #[serde(rename = "maxDeliveryCount", default = "default_queue_deliveries")]
+        max_delivery_count: u32,
+        /// ISO 8601 duration (`P1D`); the topic's retention (7 days) when absent.
+        #[serde(rename = "eventTimeToLive", default, skip_serializing_if = "Option::is_none")]
+        event_time_to_live: Option<String>,
+    },
+}
+
+impl Destination {
+    /// A queue subscription's time to live in milliseconds.
+    pub fn queue_ttl_ms(&self) -> Option<i64> {
+        match self {
+            Destination::Queue { event_time_to_live, .. } => Some(event_time_to_live.as_deref().and_then(crate::time_fmt::parse_duration).unwrap_or(MAX_QUEUE_TTL_MS)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +168,18 @@ impl SubscriptionSpec {
                 }
                 within("maxEventsPerBatch", *max_events_per_batch, MAX_EVENTS_PER_BATCH)?;
                 within("preferredBatchSizeInKilobytes", *preferred_batch_size_kb, MAX_PREFERRED_BATCH_KB)?;
+            }
+            Destination::Queue { lock_seconds, max_delivery_count, event_time_to_live } => {
+                if !(60..=MAX_LOCK_SECONDS).contains(lock_seconds) {
+                    return Err(EventsError::Invalid(format!("receiveLockDurationInSeconds must be between 60 and {MAX_LOCK_SECONDS}, not {lock_seconds}.")));
+                }
+                within("maxDeliveryCount", *max_delivery_count, MAX_QUEUE_DELIVERY_COUNT)?;
+                if let Some(text) = event_time_to_live {
+                    match crate::time_fmt::parse_duration(text) {
+                        Some(ms) if ms > 0 && ms <= MAX_QUEUE_TTL_MS => {}
+                        _ => return Err(EventsError::Invalid(format!("eventTimeToLive '{text}' must be an ISO 8601 duration of at most 7 days (P7D)."))),
+                    }
+                }
             }
             Destination::StorageQueue { queue_name: n, .. } | Destination::ServiceBusQueue { queue_name: n } | Destination::ServiceBusTopic { topic_name: n } | Destination::EventHub { event_hub_name: n } => {
                 if n.trim().is_empty() {

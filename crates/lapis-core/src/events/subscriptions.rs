@@ -1,17 +1,20 @@
 //! Event subscriptions of the Event Grid service: created (a webhook only once it
-//! passes the validation handshake), listed, deleted, and each delivered by its own
-//! loop once delivery has started.
+//! passes the validation handshake), listed, deleted; push subscriptions each
+//! delivered by their own loop once delivery has started, queue subscriptions of
+//! namespace topics received from by clients.
 
 use std::sync::Arc;
 
 use lapis_store::Op;
 
 use super::delivery::outbound::{check_options, check_validation, options_request, validation_request};
+use super::delivery::pull::{pull_prefix, LockResults, PullQueue, Received, Settle, MAX_LOCK_TOKENS, MAX_RECEIVE_EVENTS, MAX_WAIT_SECONDS, MIN_WAIT_SECONDS, RELEASE_DELAYS};
 use super::delivery::state::{mark_key, retry_prefix, subscription_path};
 use super::delivery::worker::{Context, Resume};
 use super::delivery::{DeliveryMetrics, DeliveryTransport, HttpFailure, MetricsView};
 use super::error::{EventsError, EventsResult};
-use super::model::{resource_path, InputSchema};
+use super::model::{resource_path, InputSchema, TopicKind};
+use crate::auth::eventgrid_sas::check_key;
 use super::running::Running;
 use super::service::{subscription_key, EventGridService, SubscriptionRecord, Topic};
 use super::subscription::{check_subscription_name, Destination, SubscriptionSpec};
@@ -24,6 +27,10 @@ impl EventGridService {
         let t = self.topic(topic)?;
         spec.check(t.record.schema)?;
         let output = spec.delivery_schema(t.record.schema)?;
+        let pull = matches!(spec.destination, Destination::Queue { .. });
+        if pull && t.record.kind != TopicKind::Namespace {
+            return Err(EventsError::Invalid("Queue (pull) delivery is for namespace topics; create the topic as a namespace topic.".into()));
+        }
         if t.subscriptions.read().contains_key(&name.to_ascii_lowercase()) {
             return Err(EventsError::SubscriptionAlreadyExists { topic: topic.to_string(), name: name.to_string() });
         }
@@ -42,6 +49,7 @@ impl EventGridService {
             let ops = [
                 Op::Put { key: subscription_key(&record.topic, name), value },
                 Op::DeletePrefix { prefix: retry_prefix(&path) },
+                Op::DeletePrefix { prefix: pull_prefix(&path) },
                 Op::Put { key: mark_key(&path), value: mark.to_string().into_bytes() },
             ];
             let commit = self.store.commit(&ops)?;
@@ -49,7 +57,12 @@ impl EventGridService {
             commit
         };
         commit.durable().await?;
-        self.run(&t, &record, Resume { mark, retries: Vec::new() });
+        let from = Resume { mark, ..Resume::default() };
+        if pull {
+            self.open_pull_queue(&t, &record, from);
+        } else {
+            self.run(&t, &record, from);
+        }
         Ok(record)
     }
 
@@ -67,7 +80,8 @@ impl EventGridService {
     pub fn delivery_metrics(&self, topic: &str, name: &str) -> EventsResult<MetricsView> {
         let t = self.topic(topic)?;
         self.subscription(topic, name)?;
-        let metrics = t.running.lock().get(&name.to_ascii_lowercase()).map(|r| r.metrics.view());
+        let key = name.to_ascii_lowercase();
+        let metrics = t.running.lock().get(&key).map(|r| r.metrics.view()).or_else(|| t.pulls.lock().get(&key).map(|q| q.metrics.view()));
         Ok(metrics.unwrap_or_else(|| DeliveryMetrics::default().view()))
     }
 
@@ -78,10 +92,16 @@ impl EventGridService {
             let mut subs = t.subscriptions.write();
             let removed = subs.remove(&name.to_ascii_lowercase()).ok_or_else(|| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })?;
             let path = subscription_path(&removed.topic, &removed.name);
-            let ops = [Op::Delete { key: subscription_key(&removed.topic, &removed.name) }, Op::Delete { key: mark_key(&path) }, Op::DeletePrefix { prefix: retry_prefix(&path) }];
+            let ops = [
+                Op::Delete { key: subscription_key(&removed.topic, &removed.name) },
+                Op::Delete { key: mark_key(&path) },
+                Op::DeletePrefix { prefix: retry_prefix(&path) },
+                Op::DeletePrefix { prefix: pull_prefix(&path) },
+            ];
             self.store.commit(&ops)?
         };
         commit.durable().await?;
+        t.pulls.lock().remove(&name.to_ascii_lowercase());
         let running = t.running.lock().remove(&name.to_ascii_lowercase());
         if let Some(r) = running {
             r.stop().await;
@@ -101,7 +121,7 @@ impl EventGridService {
         for t in topics {
             let subs: Vec<SubscriptionRecord> = t.subscriptions.read().values().cloned().collect();
             for s in subs {
-                let from = resume.remove(&subscription_path(&s.topic, &s.name)).unwrap_or(Resume { mark: 0, retries: Vec::new() });
+                let from = resume.remove(&subscription_path(&s.topic, &s.name)).unwrap_or_default();
                 self.run(&t, &s, from);
             }
         }
@@ -118,7 +138,77 @@ impl EventGridService {
         }
     }
 
+    /// Opens every recovered queue subscription (they need no transport to be
+    /// received from).
+    pub(super) fn open_pull_queues(&self) {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        for t in topics {
+            let subs: Vec<SubscriptionRecord> = t.subscriptions.read().values().filter(|s| matches!(s.spec.destination, Destination::Queue { .. })).cloned().collect();
+            for s in subs {
+                let from = self.resume.lock().remove(&subscription_path(&s.topic, &s.name)).unwrap_or_default();
+                self.open_pull_queue(&t, &s, from);
+            }
+        }
+    }
+
+    fn open_pull_queue(&self, topic: &Arc<Topic>, record: &SubscriptionRecord, from: Resume) {
+        let queue = PullQueue::new(
+            topic.log.clone(),
+            topic.record.schema,
+            record.clone(),
+            subscription_path(&record.topic, &record.name),
+            self.store.clone(),
+            self.clock.clone(),
+            self.transport.clone(),
+            from.mark,
+            from.pulled,
+        );
+        topic.pulls.lock().insert(record.name.to_ascii_lowercase(), Arc::new(queue));
+    }
+
+    /// A queue subscription of a namespace topic, for a client holding `key`.
+    fn pull_queue(&self, topic: &str, name: &str, key: &str) -> EventsResult<Arc<PullQueue>> {
+        let t = self.topic_of_kind(TopicKind::Namespace, topic)?;
+        check_key(&t.record.keys, key)?;
+        let queue = t.pulls.lock().get(&name.to_ascii_lowercase()).cloned();
+        match queue {
+            Some(q) => Ok(q),
+            None if t.subscriptions.read().contains_key(&name.to_ascii_lowercase()) => Err(EventsError::Invalid(format!("The event subscription '{name}' is not a queue subscription; it pushes its events."))),
+            None => Err(EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() }),
+        }
+    }
+
+    /// Receives up to `max_events` (1-100) events, waiting up to `wait_seconds`
+    /// (10-120) for the first.
+    pub async fn receive(&self, topic: &str, name: &str, key: &str, max_events: usize, wait_seconds: u64) -> EventsResult<Vec<Received>> {
+        if !(1..=MAX_RECEIVE_EVENTS).contains(&max_events) {
+            return Err(EventsError::Invalid(format!("Invalid maxEvents parameter: it must be between 1 and {MAX_RECEIVE_EVENTS}, not {max_events}.")));
+        }
+        if !(MIN_WAIT_SECONDS..=MAX_WAIT_SECONDS).contains(&wait_seconds) {
+            return Err(EventsError::Invalid(format!("Invalid maxWaitTime parameter: it must be between {MIN_WAIT_SECONDS} and {MAX_WAIT_SECONDS} seconds, not {wait_seconds}.")));
+        }
+        let queue = self.pull_queue(topic, name, key)?;
+        Ok(queue.receive(max_events, std::time::Duration::from_secs(wait_seconds)).await)
+    }
+
+    /// Acknowledges, releases, rejects or renews the locks of the events `tokens` name.
+    pub async fn settle(&self, topic: &str, name: &str, key: &str, tokens: &[String], how: Settle) -> EventsResult<LockResults> {
+        if tokens.is_empty() || tokens.len() > MAX_LOCK_TOKENS {
+            return Err(EventsError::Invalid(format!("lockTokens must hold between 1 and {MAX_LOCK_TOKENS} lock tokens, not {}.", tokens.len())));
+        }
+        if let Settle::Release { delay_ms } = how {
+            if !RELEASE_DELAYS.contains(&(delay_ms / 1000)) || delay_ms % 1000 != 0 {
+                return Err(EventsError::Invalid(format!("Invalid releaseDelayInSeconds parameter: it must be one of 0, 10, 60, 600 or 3600, not {}.", delay_ms as f64 / 1000.0)));
+            }
+        }
+        let queue = self.pull_queue(topic, name, key)?;
+        Ok(queue.settle(tokens, how).await)
+    }
+
     fn run(&self, topic: &Arc<Topic>, record: &SubscriptionRecord, resume: Resume) {
+        if matches!(record.spec.destination, Destination::Queue { .. }) {
+            return;
+        }
         let Some(transport) = self.transport.get().cloned() else { return };
         let Ok(output) = record.spec.delivery_schema(topic.record.schema) else { return };
         let ctx = Context {

@@ -3,8 +3,8 @@
 //!
 //! - `/admin/eventgrid/topics[/T]`: `GET` lists or shows a topic (its input schema,
 //!   endpoint, keys and the events it has accepted); `PUT` with
-//!   `{"InputSchema": "EventGridSchema" | "CloudEventSchemaV1_0"}` creates one (201,
-//!   409 if it exists); `DELETE` removes it with its events and subscriptions (204).
+//!   `{"InputSchema": "EventGridSchema" | "CloudEventSchemaV1_0"}` creates a custom
+//!   topic, with `{"Kind": "Namespace"}` a namespace topic (201, 409 if it exists); `DELETE` removes it with its events and subscriptions (204).
 //! - `/admin/eventgrid/topics/T/subscriptions[/S]`: `GET` lists or shows; `PUT` with
 //!   the subscription's properties as Azure's management API names them
 //!   (`destination`, `filter`, `eventDeliverySchema`, `retryPolicy`, plus
@@ -15,7 +15,7 @@
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
-use lapis_core::events::{EventGridService, InputSchema, SubscriptionRecord, SubscriptionSpec, TopicView};
+use lapis_core::events::{EventGridService, InputSchema, SubscriptionRecord, SubscriptionSpec, TopicKind, TopicView};
 use serde_json::{json, Value};
 
 use super::json::{authorize, error, path_segments, read_json, reply};
@@ -29,15 +29,23 @@ pub const PREFIX: &str = "/admin/eventgrid/";
 #[serde(rename_all = "PascalCase")]
 struct TopicProperties {
     input_schema: Option<InputSchema>,
+    /// `Custom` (the default) or `Namespace`.
+    kind: Option<TopicKind>,
 }
 
-/// A topic as the admin API shows it; the endpoint is built from the request's host.
+/// A topic as the admin API shows it; the endpoint is built from the request's host
+/// (a namespace topic's is the namespace's, which its clients are given).
 fn describe(topic: &TopicView, host: &str) -> Value {
     let r = &topic.record;
+    let endpoint = match r.kind {
+        TopicKind::Custom => format!("http://{host}/topics/{}/api/events", r.name),
+        TopicKind::Namespace => format!("http://{host}"),
+    };
     json!({
         "Name": r.name,
+        "Kind": r.kind,
         "InputSchema": r.schema,
-        "Endpoint": format!("http://{host}/topics/{}/api/events", r.name),
+        "Endpoint": endpoint,
         "Key1": r.keys[0],
         "Key2": r.keys[1],
         "CreatedAt": r.created_at,
@@ -136,7 +144,14 @@ pub async fn handle(api: &AdminApi, req: Request<Incoming>) -> HttpResponse {
                 Ok(p) => p,
                 Err(response) => return response,
             };
-            match events.create_topic(&t, given.input_schema.unwrap_or(InputSchema::EventGrid)).await {
+            let created = match given.kind.unwrap_or_default() {
+                TopicKind::Custom => events.create_topic(&t, given.input_schema.unwrap_or(InputSchema::EventGrid)).await,
+                TopicKind::Namespace if given.input_schema.is_some_and(|s| s != InputSchema::CloudEvents) => {
+                    return error(StatusCode::BAD_REQUEST, "BadRequest", "a namespace topic takes CloudEvents only");
+                }
+                TopicKind::Namespace => events.create_namespace_topic(&t, None).await,
+            };
+            match created {
                 Ok(view) => reply(StatusCode::CREATED, describe(&view, &host)),
                 Err(e) => from_events(&e),
             }

@@ -3,6 +3,9 @@
 //! as configured, so a topic's endpoint is `http://<host>:<port>/topics/<topic>/api/events`).
 //! Credentials are `aeg-sas-key` or `aeg-sas-token`; success is 200 with an empty
 //! body once every event is durable; errors are `{"error":{"code","message"}}`.
+//! Namespace topics (publish and pull delivery) are in [`namespace`].
+
+pub mod namespace;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -54,6 +57,9 @@ pub fn handles(path: &str) -> bool {
 }
 
 pub async fn handle(events: &EventGridService, req: Request<Incoming>) -> HttpResponse {
+    if namespace::handles(req.uri().path()) {
+        return namespace::handle(events, req).await;
+    }
     let Some(topic) = topic_of(req.uri().path()) else {
         return error(StatusCode::NOT_FOUND, "NotFound", "Publish to /topics/{topic}/api/events.");
     };

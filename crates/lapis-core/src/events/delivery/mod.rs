@@ -3,8 +3,10 @@
 //! ([`schedule`]), what survives a restart ([`state`]), the counters the admin API
 //! shows ([`metrics`]), and the seam to the wires themselves ([`transport`]).
 
+pub(crate) mod dead_letter;
 pub mod metrics;
 pub mod outbound;
+pub mod pull;
 pub mod schedule;
 pub(crate) mod state;
 pub mod transport;

@@ -203,6 +203,8 @@ pub enum DeadLetterReason {
     TimeToLiveExceeded,
     /// An answer no retry can change (400, 401, 403, 413).
     Undeliverable,
+    /// A pull client rejected the event.
+    Rejected,
 }
 
 impl DeadLetterReason {
@@ -215,6 +217,7 @@ impl DeadLetterReason {
                 None => format!("UndeliverableDueTo{:?}", f.outcome),
             },
             (DeadLetterReason::Undeliverable, None) => "Undeliverable".into(),
+            (DeadLetterReason::Rejected, _) => "Rejected".into(),
         }
     }
 }
@@ -255,6 +258,38 @@ pub fn dead_letter_blob(subscription: &str, schema: InputSchema, events: &[(Valu
                 record.insert(names[5].into(), Value::String(iso8601_7(t)));
             }
             Value::Object(record)
+        })
+        .collect();
+    (name, serde_json::to_vec(&records).expect("JSON values serialize"))
+}
+
+/// The namespace Lapis's namespace topics live in (it names dead-letter blobs).
+pub const NAMESPACE: &str = "lapis";
+
+/// A namespace topic's dead-letter blob: named
+/// `<namespace>/<topic>/<subscription>/<year>/<month>/<day>/<hour>/<guid>.json` (UTC, not
+/// zero-padded), holding an array of `{"event", "deadletterProperties"}`.
+pub fn namespace_dead_letter_blob(topic: &str, subscription: &str, events: &[(Value, Millis)], reason: DeadLetterReason, attempts: u32, now: Millis) -> (String, Vec<u8>) {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(now as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let name = format!("{NAMESPACE}/{topic}/{subscription}/{}/{}/{}/{}/{}.json", at.year(), u8::from(at.month()), at.day(), at.hour(), uuid::Uuid::new_v4());
+    let (why, result) = match reason {
+        DeadLetterReason::MaxDeliveryAttemptsExceeded => ("Maximum delivery attempts was exceeded.", "Event was not acknowledged nor rejected."),
+        DeadLetterReason::TimeToLiveExceeded => ("Time to live was exceeded.", "Event was not acknowledged nor rejected."),
+        DeadLetterReason::Rejected | DeadLetterReason::Undeliverable => ("Event was rejected.", "Rejected"),
+    };
+    let records: Vec<Value> = events
+        .iter()
+        .map(|(event, published_at)| {
+            serde_json::json!({
+                "event": event,
+                "deadletterProperties": {
+                    "deadletterreason": why,
+                    "deliveryattempts": attempts,
+                    "deliveryresult": result,
+                    "publishutc": iso8601_7(*published_at),
+                    "deliveryattemptutc": iso8601_7(now),
+                },
+            })
         })
         .collect();
     (name, serde_json::to_vec(&records).expect("JSON values serialize"))

@@ -37,10 +37,11 @@ pub(crate) fn retry_key(path: &str, first_seq: i64) -> Vec<u8> {
     k
 }
 
-/// Every mark and retry record of a topic's subscriptions starts with one of these.
-pub(crate) fn topic_prefixes(topic: &str) -> [Vec<u8>; 2] {
+/// Every mark, retry record and pull record of a topic's subscriptions starts with one
+/// of these.
+pub(crate) fn topic_prefixes(topic: &str) -> [Vec<u8>; 3] {
     let path = format!("{}/", topic.to_ascii_lowercase());
-    [[&[MARK_PREFIX], path.as_bytes()].concat(), [&[RETRY_PREFIX], path.as_bytes()].concat()]
+    [MARK_PREFIX, RETRY_PREFIX, super::pull::PULL_PREFIX].map(|p| [&[p], path.as_bytes()].concat())
 }
 
 /// What a subscription still owes for one batch of events.

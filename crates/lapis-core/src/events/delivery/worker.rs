@@ -19,6 +19,7 @@ use super::super::publish::PublishedEvent;
 use super::super::service::SubscriptionRecord;
 use super::super::subscription::Destination;
 use super::metrics::DeliveryMetrics;
+use super::dead_letter::{read_events, write_dead_letter};
 use super::outbound::{self, DeadLetterInfo, DeadLetterReason};
 use super::schedule::{retry_delay, Failure, Outcome};
 use super::state::{mark_key, retry_key, GiveUp, RetryRecord};
@@ -57,9 +58,12 @@ pub(crate) struct Context {
 }
 
 /// Where a worker starts after a restart.
+#[derive(Default)]
 pub(crate) struct Resume {
     pub mark: i64,
     pub retries: Vec<RetryRecord>,
+    /// A queue subscription's events handed out and not finished with.
+    pub pulled: Vec<super::pull::PullRecord>,
 }
 
 enum Job {
@@ -289,7 +293,7 @@ impl Worker {
                 None => {
                     record_attempt_start(&mut self.retries, seq, now);
                     self.jobs.spawn(async move {
-                        let events = read_events(&ctx, &record.seqs).await;
+                        let events = read_events(&ctx.log, ctx.input, ctx.output, &record.seqs).await;
                         if events.is_empty() {
                             // Gone from the log (retention): nothing left to deliver.
                             return Done::Delivered;
@@ -434,57 +438,19 @@ async fn attempt(ctx: &Context, events: &[OutEvent], delivery_count: u32) -> Res
     }
 }
 
-/// The events at `seqs`, read back from the topic's log in the delivery schema.
-async fn read_events(ctx: &Context, seqs: &[i64]) -> Vec<OutEvent> {
-    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else { return Vec::new() };
-    let wanted: BTreeSet<i64> = seqs.iter().copied().collect();
-    let mut cursor = ctx.log.seek(Seek::Seq { seq: first, inclusive: true });
-    let mut found = Vec::with_capacity(seqs.len());
-    while cursor.next_seq <= last {
-        let before = cursor.next_seq;
-        let span = (last - before + 1).clamp(1, MAX_READ_EVENTS as i64) as usize;
-        let events = match ctx.log.read(&mut cursor, span, MAX_READ_BYTES).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(subscription = %ctx.path, error = %e, "event grid: reading events back for a retry failed");
-                break;
-            }
-        };
-        if events.is_empty() && cursor.next_seq == before {
-            break;
-        }
-        for stored in events.into_iter().filter(|e| wanted.contains(&e.seq) && e.seq <= last) {
-            let Ok(value) = serde_json::from_slice::<Value>(&stored.body) else { continue };
-            let event = PublishedEvent::from_stored(ctx.input, value);
-            let data_version = outbound::data_version(&event.event, ctx.output);
-            let json = serde_json::to_vec(&outbound::convert(event.event, ctx.input, ctx.output)).expect("JSON values serialize");
-            found.push(OutEvent { seq: stored.seq, id: event.id, json, data_version, published_at: stored.enqueued_at });
-        }
-    }
-    found
-}
-
 /// Writes the batch's dead-letter blob, or drops the events when the subscription
 /// has no dead-letter container (as the service does).
 async fn dead_letter(ctx: &Context, record: &RetryRecord, why: GiveUp) -> Done {
-    let Some(container) = ctx.subscription.spec.dead_letter_container.clone() else {
-        tracing::info!(subscription = %ctx.path, events = record.seqs.len(), reason = ?why, "event grid: undeliverable events dropped (no dead-letter container)");
-        return Done::DeadLettered { written: false, events: record.seqs.len() };
-    };
-    let events = read_events(ctx, &record.seqs).await;
-    let values: Vec<(Value, Millis)> = events.iter().filter_map(|e| Some((serde_json::from_slice(&e.json).ok()?, e.published_at))).collect();
+    let events = read_events(&ctx.log, ctx.input, ctx.output, &record.seqs).await;
     let reason = match why {
         GiveUp::MaxDeliveryAttempts => DeadLetterReason::MaxDeliveryAttemptsExceeded,
         GiveUp::TimeToLive => DeadLetterReason::TimeToLiveExceeded,
         GiveUp::FinalAnswer => DeadLetterReason::Undeliverable,
     };
     let info = DeadLetterInfo { reason, attempts: record.attempts, last: record.last.as_ref(), last_attempt_at: record.last_attempt_at };
-    let (blob, body) = outbound::dead_letter_blob(&ctx.subscription.name, ctx.output, &values, &info, ctx.clock.now_ms());
-    match ctx.transport.dead_letter(container.clone(), blob, body).await {
-        Ok(()) => Done::DeadLettered { written: true, events: values.len() },
-        Err(e) => {
-            tracing::warn!(subscription = %ctx.path, container = %container, error = %e, "event grid: the dead-letter write failed; the events are dropped");
-            Done::DeadLettered { written: false, events: values.len() }
-        }
-    }
+    let now = ctx.clock.now_ms();
+    let values: Vec<(Value, Millis)> = events.iter().filter_map(|e| Some((serde_json::from_slice(&e.json).ok()?, e.published_at))).collect();
+    let n = values.len();
+    let written = write_dead_letter(Some(ctx.transport.as_ref()), &ctx.subscription, n, || outbound::dead_letter_blob(&ctx.subscription.name, ctx.output, &values, &info, now)).await;
+    Done::DeadLettered { written, events: n }
 }
