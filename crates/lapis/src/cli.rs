@@ -66,7 +66,7 @@ pub struct EgArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum EgCommand {
-    /// Custom topics: create, show (with endpoint and keys), list, delete (with their events).
+    /// Custom and namespace topics: create, show (with endpoint and keys), list, delete (with their events).
     Topic {
         #[command(subcommand)]
         action: TopicAction,
@@ -89,7 +89,7 @@ pub enum SubscriptionAction {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("destination").required(true).args(["webhook", "storage_queue", "servicebus_queue", "servicebus_topic", "event_hub"])))]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["webhook", "storage_queue", "servicebus_queue", "servicebus_topic", "event_hub", "pull"])))]
 pub struct SubscriptionFlags {
     pub name: String,
     /// Push to this webhook (http or https URL).
@@ -107,6 +107,21 @@ pub struct SubscriptionFlags {
     /// Deliver into this server's event hub.
     #[arg(long)]
     pub event_hub: Option<String>,
+    /// A queue subscription of a namespace topic: clients receive and acknowledge.
+    #[arg(long)]
+    pub pull: bool,
+    /// Storage Queue destination: message time to live in seconds (-1: never).
+    #[arg(long, allow_hyphen_values = true)]
+    pub queue_message_ttl: Option<i64>,
+    /// Queue subscription: seconds a received event stays locked (60-300, default 60).
+    #[arg(long)]
+    pub lock_seconds: Option<u32>,
+    /// Queue subscription: receives before an event is dead-lettered (1-10, default 10).
+    #[arg(long)]
+    pub max_delivery_count: Option<u32>,
+    /// Queue subscription: how long events stay receivable, ISO 8601 (default P7D).
+    #[arg(long)]
+    pub queue_event_ttl: Option<String>,
     /// Webhook batching: most events per delivery (1-5000, default 1).
     #[arg(long)]
     pub max_events_per_batch: Option<u32>,
@@ -150,6 +165,9 @@ pub enum TopicAction {
         /// The schema publishers send.
         #[arg(long, value_enum, default_value = "eventgrid")]
         schema: TopicSchema,
+        /// A namespace topic (CloudEvents, published with :publish, queue subscriptions).
+        #[arg(long, conflicts_with = "schema")]
+        namespace: bool,
     },
     Show { name: String },
     List,

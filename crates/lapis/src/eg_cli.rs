@@ -1,4 +1,5 @@
-//! `lapis eg …`: manage the Event Grid topics of a running server through its admin API.
+//! `lapis eg …`: manage the Event Grid topics (custom and namespace) and event
+//! subscriptions of a running server through its admin API.
 
 use hyper::Method;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
@@ -24,6 +25,19 @@ fn schema_name(schema: TopicSchema) -> &'static str {
 /// The subscription's properties as the admin API (and Azure's management API) names them.
 fn subscription_body(f: &SubscriptionFlags) -> anyhow::Result<Value> {
     let destination = match (&f.webhook, &f.storage_queue, &f.servicebus_queue, &f.servicebus_topic, &f.event_hub) {
+        _ if f.pull => {
+            let mut p = Map::new();
+            if let Some(s) = f.lock_seconds {
+                p.insert("receiveLockDurationInSeconds".into(), json!(s));
+            }
+            if let Some(n) = f.max_delivery_count {
+                p.insert("maxDeliveryCount".into(), json!(n));
+            }
+            if let Some(t) = &f.queue_event_ttl {
+                p.insert("eventTimeToLive".into(), json!(t));
+            }
+            json!({"endpointType": "Queue", "properties": p})
+        }
         (Some(url), ..) => {
             let mut p = Map::new();
             p.insert("endpointUrl".into(), json!(url));
@@ -35,11 +49,14 @@ fn subscription_body(f: &SubscriptionFlags) -> anyhow::Result<Value> {
             }
             json!({"endpointType": "WebHook", "properties": p})
         }
-        (_, Some(q), ..) => json!({"endpointType": "StorageQueue", "properties": {"queueName": q}}),
+        (_, Some(q), ..) => match f.queue_message_ttl {
+            Some(ttl) => json!({"endpointType": "StorageQueue", "properties": {"queueName": q, "queueMessageTimeToLiveInSeconds": ttl}}),
+            None => json!({"endpointType": "StorageQueue", "properties": {"queueName": q}}),
+        },
         (_, _, Some(q), ..) => json!({"endpointType": "ServiceBusQueue", "properties": {"queueName": q}}),
         (_, _, _, Some(t), _) => json!({"endpointType": "ServiceBusTopic", "properties": {"topicName": t}}),
         (_, _, _, _, Some(h)) => json!({"endpointType": "EventHub", "properties": {"eventHubName": h}}),
-        _ => anyhow::bail!("give a destination: --webhook, --storage-queue, --servicebus-queue, --servicebus-topic or --event-hub"),
+        _ => anyhow::bail!("give a destination: --webhook, --storage-queue, --servicebus-queue, --servicebus-topic, --event-hub or --pull"),
     };
     let advanced = f.advanced_filters.iter().map(|a| serde_json::from_str::<Value>(a).map_err(|e| anyhow::anyhow!("--advanced-filter {a:?}: {e}"))).collect::<anyhow::Result<Vec<_>>>()?;
     let mut filter = json!({"isSubjectCaseSensitive": f.subject_case_sensitive, "advancedFilters": advanced, "enableAdvancedFilteringOnArrays": f.filter_arrays});
@@ -85,8 +102,11 @@ fn topic_call(action: TopicAction) -> anyhow::Result<Call> {
         TopicAction::List => Call { method: Method::GET, path: TOPICS.to_string(), body: None, condition: None },
         TopicAction::Show { name } => Call { method: Method::GET, path: item(&name), body: None, condition: None },
         TopicAction::Delete { name } => Call { method: Method::DELETE, path: item(&name), body: None, condition: None },
-        TopicAction::Create { name, schema } => {
-            let body = serde_json::to_vec(&json!({ "InputSchema": schema_name(schema) }))?;
+        TopicAction::Create { name, schema, namespace } => {
+            let body = match namespace {
+                true => serde_json::to_vec(&json!({ "Kind": "Namespace" }))?,
+                false => serde_json::to_vec(&json!({ "InputSchema": schema_name(schema) }))?,
+            };
             Call { method: Method::PUT, path: item(&name), body: Some(body), condition: None }
         }
     })

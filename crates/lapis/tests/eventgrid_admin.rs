@@ -43,6 +43,7 @@ fn the_cli_manages_topics_and_they_survive_a_restart() {
 
 const CONFIG: &str = r#"{"EventGrid": {"Topics": [
   {"Name": "uploads"},
+  {"Name": "likes", "Kind": "Namespace"},
   {"Name": "plays", "InputSchema": "CloudEventSchemaV1_0", "Key1": "a2V5IG9uZQ==", "Key2": "a2V5IHR3bw=="}]}}"#;
 
 #[test]
@@ -57,7 +58,9 @@ fn topics_declared_in_the_config_exist_with_their_keys() {
     let (server, _, http) = serve(CONFIG);
     let (_, plays, err) = eg(http, &["topic", "show", "plays"]);
     let (_, uploads, _) = eg(http, &["topic", "show", "uploads"]);
+    let (_, likes, _) = eg(http, &["topic", "show", "likes"]);
     terminate(server);
+    assert_eq!(json(&likes)["Kind"], "Namespace", "a namespace topic from the config file");
     let (plays, uploads) = (json(&plays), json(&uploads));
     assert_eq!((plays["InputSchema"].as_str(), plays["Key1"].as_str(), plays["Key2"].as_str()), (Some("CloudEventSchemaV1_0"), Some("a2V5IG9uZQ=="), Some("a2V5IHR3bw==")), "{err}");
     assert_eq!(uploads["InputSchema"], "EventGridSchema");
@@ -91,23 +94,46 @@ fn a_declared_topic_that_cannot_be_stops_start_up_naming_it() {
     assert!(err.contains("\"x\"") && err.contains("3 and 50"), "{err}");
 }
 
+/// A webhook that consents to the CloudEvents handshake (and answers anything else
+/// with 200): enough for a subscription to be created.
+fn consenting_webhook() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nWebHook-Allowed-Origin: *\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    url
+}
+
 #[test]
 fn the_cli_manages_subscriptions_and_they_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let (server, _, http) = start(&["--data-dir", data]);
     assert!(eg(http, &["topic", "create", "uploads"]).0);
-    let (ok, out, err) = eg(http, &["subscription", "uploads", "create", "notify", "--webhook", "http://127.0.0.1:9/hook", "--included-event-type", "Track.Uploaded",
+    let hook = consenting_webhook();
+    let (ok, _, err) = eg(http, &["subscription", "uploads", "create", "refused", "--webhook", "http://127.0.0.1:9/hook"]);
+    assert!(!ok && err.contains("400") && err.contains("validation handshake"), "an endpoint that does not answer is refused: {err}");
+    let (ok, out, err) = eg(http, &["subscription", "uploads", "create", "notify", "--webhook", &hook, "--included-event-type", "Track.Uploaded",
         "--advanced-filter", r#"{"operatorType":"NumberGreaterThan","key":"data.plays","value":10}"#, "--max-delivery-attempts", "5", "--delivery-schema", "cloudevents"]);
     assert!(ok, "{err}");
     let sub = json(&out);
-    assert_eq!(sub["destination"]["properties"]["endpointUrl"], "http://127.0.0.1:9/hook");
+    assert_eq!(sub["destination"]["properties"]["endpointUrl"], hook.as_str());
+    assert_eq!(sub["deliveryMetrics"]["deliveredEvents"], 0);
     assert_eq!(sub["retryPolicy"]["maxDeliveryAttempts"], 5);
     assert_eq!(sub["retryPolicy"]["eventTimeToLiveInMinutes"], 1440);
     assert_eq!(sub["eventDeliverySchema"], "CloudEventSchemaV1_0");
     assert_eq!(sub["filter"]["advancedFilters"][0]["operatorType"], "NumberGreaterThan");
-    let (ok, _, err) = eg(http, &["subscription", "uploads", "create", "into-queue", "--storage-queue", "uploads"]);
+    let (ok, out, err) = eg(http, &["subscription", "uploads", "create", "into-queue", "--storage-queue", "uploads", "--queue-message-ttl", "-1"]);
     assert!(ok, "{err}");
+    assert_eq!(json(&out)["destination"]["properties"]["queueMessageTimeToLiveInSeconds"], -1);
+    let (ok, _, err) = eg(http, &["subscription", "uploads", "create", "pulled", "--pull"]);
+    assert!(!ok && err.contains("namespace topics"), "pull delivery needs a namespace topic: {err}");
     let (ok, _, err) = eg(http, &["subscription", "uploads", "create", "notify", "--webhook", "http://127.0.0.1:9/other"]);
     assert!(!ok && err.contains("409"), "{err}");
     let (ok, _, err) = eg(http, &["subscription", "uploads", "create", "tries", "--webhook", "http://127.0.0.1:9/x", "--max-delivery-attempts", "31"]);
@@ -124,4 +150,29 @@ fn the_cli_manages_subscriptions_and_they_survive_a_restart() {
     assert!(ok, "{err}");
     let names: Vec<String> = json(&out)["Subscriptions"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["notify"]);
+}
+
+#[test]
+fn the_cli_makes_namespace_topics_with_queue_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (server, _, http) = start(&["--data-dir", data]);
+    let (ok, out, err) = eg(http, &["topic", "create", "plays", "--namespace"]);
+    assert!(ok, "{err}");
+    let topic = json(&out);
+    assert_eq!((topic["Kind"].as_str(), topic["InputSchema"].as_str()), (Some("Namespace"), Some("CloudEventSchemaV1_0")));
+    assert!(!topic["Endpoint"].as_str().unwrap().contains("/topics/"), "a namespace endpoint is the namespace's: {out}");
+    let (ok, out, err) = eg(http, &["subscription", "plays", "create", "trending", "--pull", "--lock-seconds", "120", "--max-delivery-count", "3", "--queue-event-ttl", "P1D"]);
+    assert!(ok, "{err}");
+    let props = &json(&out)["destination"]["properties"];
+    assert_eq!((props["receiveLockDurationInSeconds"].as_u64(), props["maxDeliveryCount"].as_u64(), props["eventTimeToLive"].as_str()), (Some(120), Some(3), Some("P1D")));
+    let (ok, _, err) = eg(http, &["subscription", "plays", "create", "long-locks", "--pull", "--lock-seconds", "301"]);
+    assert!(!ok && err.contains("receiveLockDurationInSeconds"), "{err}");
+    terminate(server);
+    let (server, _, http) = start(&["--data-dir", data]);
+    let (ok, out, _) = eg(http, &["subscription", "plays", "show", "trending"]);
+    let (_, shown, _) = eg(http, &["topic", "show", "plays"]);
+    terminate(server);
+    assert!(ok, "kept across a restart: {out}");
+    assert_eq!(json(&shown)["Kind"], "Namespace");
 }
