@@ -23,6 +23,11 @@ use crate::segment::SegmentId;
 pub const INDEX_EVERY: u64 = 64 << 10;
 /// Bytes read from a segment file at a time.
 const READ_CHUNK: usize = 256 << 10;
+/// How far past the start of the newest visible record a read goes: records are
+/// written before they are durable, and what follows that one is not visible yet, so
+/// a reader at the tail reads only about what it may see. A longer record is read
+/// whole on the next turn.
+const VISIBLE_TAIL: usize = 4 << 10;
 
 /// The events of one segment.
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +145,8 @@ enum Chunk {
 
 impl FileLog {
     async fn read_chunk(&self, cursor: &mut Cursor, out: &mut Vec<StoredEvent>, max_events: usize, max_bytes: usize, bytes: &mut usize) -> StoreResult<Chunk> {
-        let visible = self.visible.get().seq;
+        let newest = self.visible.get();
+        let visible = newest.seq;
         if cursor.next_seq > visible {
             return Ok(Chunk::Done);
         }
@@ -151,10 +157,14 @@ impl FileLog {
                 // Retention removed what the reader was behind: it goes on from the oldest.
                 cursor.next_seq = begin;
                 cursor.at = None;
+                cursor.at_offset = i64::MIN;
             }
             let here = match cursor.at {
                 Some((s, p)) if st.spans.contains_key(&s) => Some((s, p)),
-                _ => st.entry_before(cursor.next_seq, |e| e.seq).map(|e| (e.segment, e.pos)),
+                _ => st.entry_before(cursor.next_seq, |e| e.seq).map(|e| {
+                    cursor.at_offset = e.offset;
+                    (e.segment, e.pos)
+                }),
             };
             let Some((segment, pos)) = here else { return Ok(Chunk::Done) };
             let end = st.spans.get(&segment).map(|s| s.end).unwrap_or(0);
@@ -170,6 +180,12 @@ impl FileLog {
             (segment, pos, end)
         };
         let mut want = READ_CHUNK.min((end - pos) as usize);
+        if cursor.at_offset != i64::MIN && newest.offset >= cursor.at_offset {
+            want = want.min((newest.offset - cursor.at_offset) as usize + VISIBLE_TAIL);
+        }
+        // Nor much past what the caller asked for: a reader that wants a few events
+        // reads a few events' worth.
+        want = want.min(max_bytes.saturating_sub(*bytes).saturating_add(VISIBLE_TAIL));
         let buf = loop {
             let journal = self.journal.clone();
             let read = tokio::task::spawn_blocking(move || journal.read_bytes(segment, pos as u64, want))
@@ -180,6 +196,7 @@ impl FileLog {
                 // The segment went (retention) while we were about to read it.
                 Err(_) if !self.state.lock().spans.contains_key(&segment) => {
                     cursor.at = None;
+                    cursor.at_offset = i64::MIN;
                     return Ok(Chunk::More);
                 }
                 Err(e) => return Err(e),
@@ -216,6 +233,7 @@ impl FileLog {
                 }
             }
             cursor.at = Some((segment, next_pos));
+            cursor.at_offset = h.offset + framed_len as i64;
             at += framed_len;
             if out.len() >= max_events || *bytes >= max_bytes {
                 return Ok(Chunk::Done);
@@ -264,7 +282,7 @@ impl EventLog for FileLog {
         let (min_offset, min_time) = Cursor::limits(to);
         let from_entry = |e: Option<Entry>| {
             let mut c = match e {
-                Some(e) => Cursor { next_seq: e.seq, at: Some((e.segment, e.pos)), ..Cursor::at_seq(0) },
+                Some(e) => Cursor { next_seq: e.seq, at: Some((e.segment, e.pos)), at_offset: e.offset, ..Cursor::at_seq(0) },
                 None => Cursor::at_seq(begin),
             };
             (c.min_offset, c.min_time) = (min_offset, min_time);

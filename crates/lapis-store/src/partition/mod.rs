@@ -60,13 +60,16 @@ pub enum Seek {
 pub struct Cursor {
     pub next_seq: i64,
     pub(crate) at: Option<(u32, u32)>,
+    /// The offset of the record at `at`, when known ([`i64::MIN`] when not): it bounds
+    /// a read by what is visible.
+    pub(crate) at_offset: i64,
     pub(crate) min_offset: i64,
     pub(crate) min_time: i64,
 }
 
 impl Cursor {
     pub fn at_seq(next_seq: i64) -> Cursor {
-        Cursor { next_seq, at: None, min_offset: i64::MIN, min_time: i64::MIN }
+        Cursor { next_seq, at: None, at_offset: i64::MIN, min_offset: i64::MIN, min_time: i64::MIN }
     }
 
     /// Whether an event at `offset` and `time` is still before where the reader

@@ -186,3 +186,23 @@ async fn events_become_visible_once_durable_even_if_nobody_awaits_the_append() {
         drop(appended);
     }
 }
+
+#[tokio::test]
+async fn a_reader_at_the_tail_gets_records_larger_than_its_bounded_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = FileLog::open(dir.path(), JournalOptions::default()).unwrap();
+    let mut c = file.seek(Seek::End);
+    let sizes = [100usize, 20_000, 5, 70_000, 4_090, 4_200];
+    let mut got = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        append(&file, 0, &[&format!("{i}").repeat(*size)]).await;
+        // Written behind it and maybe not yet durable: a read bounded by what is
+        // visible must neither need it nor trip on it.
+        let pending = file.append(0, &[b"next"]).unwrap();
+        got.extend(file.read(&mut c, 10, 1 << 20).await.unwrap().into_iter().map(|e| e.body.len()));
+        pending.durable().await.unwrap();
+        got.extend(file.read(&mut c, 10, 1 << 20).await.unwrap().into_iter().map(|e| e.body.len()));
+    }
+    let want: Vec<usize> = sizes.iter().flat_map(|s| [*s, 4]).collect();
+    assert_eq!(got, want);
+}
