@@ -197,6 +197,13 @@ impl SubscriptionFilter {
         Ok(())
     }
 
+    /// Whether every event passes (no subject, type or advanced filter).
+    pub fn passes_everything(&self) -> bool {
+        let no_subject = self.subject_begins_with.as_deref().is_none_or(str::is_empty) && self.subject_ends_with.as_deref().is_none_or(str::is_empty);
+        let all_types = self.included_event_types.as_ref().is_none_or(|t| t.is_empty() || t.iter().any(|t| t.eq_ignore_ascii_case("All")));
+        no_subject && all_types && self.advanced_filters.is_empty()
+    }
+
     /// Whether the subscription gets `event`.
     pub fn matches(&self, event: &PublishedEvent) -> bool {
         self.subject_matches(event.subject.as_deref()) && self.type_matches(&event.event_type) && self.advanced_filters.iter().all(|f| f.passes(lookup(&event.event, f.key()), self.enable_advanced_filtering_on_arrays))

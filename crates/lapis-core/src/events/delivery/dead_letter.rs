@@ -42,7 +42,7 @@ pub(crate) async fn read_events(log: &Arc<dyn EventLog>, input: InputSchema, out
             let event = PublishedEvent::from_stored(input, value);
             let data_version = outbound::data_version(&event.event, output);
             let json = serde_json::to_vec(&outbound::convert(event.event, input, output)).expect("JSON values serialize");
-            found.push(OutEvent { seq: stored.seq, id: event.id, json, data_version, published_at: stored.enqueued_at });
+            found.push(OutEvent { seq: stored.seq, id: Some(event.id), json, data_version, published_at: stored.enqueued_at });
         }
     }
     found

@@ -90,16 +90,17 @@ pub fn notification(url: &str, subscription: &str, schema: InputSchema, events: 
         (InputSchema::CloudEvents, _) => (CLOUDEVENTS_BATCH_UTF8, json_array(events)),
         (InputSchema::EventGrid, _) => (JSON_UTF8, json_array(events)),
     };
+    let (first_id, first_data_version) = events[0].described(schema);
     let mut headers = vec![
         ("content-type", content_type.to_string()),
         ("aeg-event-type", "Notification".to_string()),
         ("aeg-subscription-name", subscription.to_ascii_uppercase()),
         ("aeg-delivery-count", delivery_count.to_string()),
         ("aeg-metadata-version", metadata_version(schema).to_string()),
-        ("aeg-output-event-id", events[0].id.clone()),
+        ("aeg-output-event-id", first_id),
     ];
     match schema {
-        InputSchema::EventGrid => headers.push(("aeg-data-version", events[0].data_version.clone().unwrap_or_default())),
+        InputSchema::EventGrid => headers.push(("aeg-data-version", first_data_version.unwrap_or_default())),
         InputSchema::CloudEvents => headers.push(("origin", ORIGIN.to_string())),
     }
     HttpRequest { method: HttpMethod::Post, url: url.to_string(), headers, body, timeout: ATTEMPT_TIMEOUT }
@@ -108,15 +109,16 @@ pub fn notification(url: &str, subscription: &str, schema: InputSchema, events: 
 /// The properties a message delivered to one of this server's services carries: the
 /// webhook headers' values.
 pub fn message_properties(subscription: &str, schema: InputSchema, event: &OutEvent, delivery_count: u32) -> Vec<(&'static str, String)> {
+    let (id, data_version) = event.described(schema);
     let mut props = vec![
         ("aeg-subscription-name", subscription.to_ascii_uppercase()),
         ("aeg-delivery-count", delivery_count.to_string()),
         ("aeg-event-type", "Notification".to_string()),
         ("aeg-metadata-version", metadata_version(schema).to_string()),
-        ("aeg-output-event-id", event.id.clone()),
+        ("aeg-output-event-id", id),
     ];
-    if let Some(v) = &event.data_version {
-        props.push(("aeg-data-version", v.clone()));
+    if let Some(v) = data_version {
+        props.push(("aeg-data-version", v));
     }
     props
 }
@@ -301,7 +303,7 @@ mod tests {
     use serde_json::json;
 
     fn out(id: &str, json: Value) -> OutEvent {
-        OutEvent { seq: 0, id: id.into(), json: serde_json::to_vec(&json).unwrap(), data_version: Some("2.0".into()), published_at: 0 }
+        OutEvent { seq: 0, id: Some(id.into()), json: serde_json::to_vec(&json).unwrap(), data_version: Some("2.0".into()), published_at: 0 }
     }
 
     #[test]

@@ -57,13 +57,28 @@ pub enum HttpFailure {
 pub struct OutEvent {
     /// Its place in the topic's log.
     pub seq: i64,
-    pub id: String,
+    /// The event's id, when it was read out already (events no filter looked at
+    /// travel unread: see [`OutEvent::described`]).
+    pub id: Option<String>,
     /// The event's JSON object.
     pub json: Vec<u8>,
-    /// `dataVersion` of an Event Grid schema event.
+    /// `dataVersion` of an Event Grid schema event (meaningful when `id` is known).
     pub data_version: Option<String>,
     /// When the topic accepted it (ms since the epoch).
     pub published_at: i64,
+}
+
+impl OutEvent {
+    /// The event's id and (Event Grid schema) `dataVersion`, read from its JSON when
+    /// they were not kept.
+    pub fn described(&self, schema: InputSchema) -> (String, Option<String>) {
+        if let Some(id) = &self.id {
+            return (id.clone(), self.data_version.clone());
+        }
+        let value: serde_json::Value = serde_json::from_slice(&self.json).unwrap_or_default();
+        let id = value.get("id").and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+        (id, super::outbound::data_version(&value, schema))
+    }
 }
 
 /// What travels with events delivered to this server's own services: the values
