@@ -51,6 +51,7 @@ free_port() { "$LOADGEN" --mode ports --count 1; }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
 
 # json_get JSON key -> top-level number; json_get JSON obj.key -> one level down.
 json_get() {

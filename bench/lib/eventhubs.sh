@@ -145,7 +145,6 @@ sync_trace_report() {
   log "     Lapis's own fdatasync calls during this load (perf trace): $1 calls, p50 $2 ms, p99 $3 ms, max $4 ms"
   [ -z "$pre" ] || R[${pre}fdatasync_p99_ms.lapis]=$3
 }
-mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
 
 # phase_io PID BEFORE AFTER SECONDS PREFIX: journal MB/s, syncs/s, bytes per sync; sets
 # PHASE_WRITE (bytes per sync, for the disk probe).
