@@ -51,8 +51,7 @@ impl WebhookClient {
         };
         let mut builder = Request::builder().method(method).uri(uri);
         for (name, value) in &request.headers {
-            let value = HeaderValue::from_str(value).map_err(|e| HttpFailure::BadUrl(format!("header {name}: {e}")))?;
-            builder = builder.header(HeaderName::from_static(name), value);
+            builder = builder.header(HeaderName::from_static(name), header_value(value));
         }
         let outgoing = builder.body(Full::new(Bytes::from(request.body))).map_err(|e| HttpFailure::BadUrl(e.to_string()))?;
         let exchange = async {
@@ -67,6 +66,15 @@ impl WebhookClient {
     }
 }
 
+/// `value` as a header: UTF-8 bytes go as they are; control characters (which an
+/// event id may hold, and a header may not) are left out.
+fn header_value(value: &str) -> HeaderValue {
+    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| {
+        let clean: Vec<u8> = value.bytes().filter(|b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f)).collect();
+        HeaderValue::from_bytes(&clean).unwrap_or_else(|_| HeaderValue::from_static(""))
+    })
+}
+
 /// The innermost cause (the connector's "connection refused", say).
 fn describe(e: &hyper_util::client::legacy::Error) -> String {
     let mut text = e.to_string();
@@ -76,4 +84,14 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn any_event_id_makes_a_header() {
+        assert_eq!(super::header_value("plain-1").as_bytes(), b"plain-1");
+        assert_eq!(super::header_value("caf\u{e9}").as_bytes(), "caf\u{e9}".as_bytes());
+        assert_eq!(super::header_value("a\r\nb\u{0}c").as_bytes(), b"abc");
+    }
 }

@@ -42,6 +42,7 @@ pub fn banner(s: &Settings) -> String {
     }
     if s.http_port != 0 {
         let _ = writeln!(out, "  Event Grid       http://{host}:{}/topics/<topic>/api/events (lapis eg topic create <topic>)", s.http_port);
+        let _ = writeln!(out, "  Event Grid ns    http://{host}:{} (namespace topics: lapis eg topic create <topic> --namespace)", s.http_port);
         let _ = writeln!(out, "  Health, admin    http://{host}:{}/health", s.http_port);
     }
     let sb_host = if s.host.is_loopback() { "localhost".to_string() } else { host.clone() };

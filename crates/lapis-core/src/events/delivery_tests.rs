@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::delivery::{BoxFuture, DeliveryTransport, HttpFailure, HttpMethod, HttpRequest, HttpResponse, ServiceDelivery, ServiceFailure};
 use super::tests::on_disk;
 use super::*;
-use crate::clock::ShiftableClock;
+use crate::clock::{Clock, ShiftableClock};
 
 type Answer = Box<dyn Fn(&HttpRequest) -> Result<u16, HttpFailure> + Send + Sync>;
 
@@ -322,4 +322,55 @@ async fn delivery_resumes_after_a_restart_with_its_retries() {
     until("the retried event", || working.delivered_ids().len() == 2).await;
     assert_eq!(header(&working.notifications.lock()[1], "aeg-delivery-count"), Some("1"), "the attempt count survived");
     assert!(working.handshakes.lock().is_empty(), "a recovered subscription is not validated again");
+}
+
+#[tokio::test]
+async fn events_owed_a_retry_at_a_restart_are_not_sent_again_as_new() {
+    use super::delivery::state::{mark_key, retry_key, subscription_path, RetryRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftableClock::default());
+    {
+        let (s, kv) = on_disk(dir.path(), clock.clone());
+        s.create_topic("tracks", InputSchema::EventGrid).await.unwrap();
+        s.create_subscription("tracks", "batched", hook(json!({"properties": {"maxEventsPerBatch": 5}}))).await.unwrap();
+        publish(&s, "tracks", json!([grid("0", "s", "T"), grid("1", "s", "T"), grid("2", "s", "T"), grid("3", "s", "T")])).await;
+        // As a crash leaves it: the first two owed a retry, the mark still before them.
+        let path = subscription_path("tracks", "batched");
+        let record = RetryRecord { seqs: vec![0, 1], attempts: 1, due: clock.now_ms() + 10_000, published_at: clock.now_ms(), last: None, last_attempt_at: None, dead_letter: None, dead_letter_since: None };
+        kv.commit(&[
+            lapis_store::Op::Put { key: retry_key(&path, 0), value: serde_json::to_vec(&record).unwrap() },
+            lapis_store::Op::Put { key: mark_key(&path), value: b"0".to_vec() },
+        ]).unwrap().durable().await.unwrap();
+        s.close();
+        kv.close();
+    }
+    let t = Scripted::new(|_| Ok(200));
+    let (s, _kv) = on_disk(dir.path(), clock.clone());
+    s.start_delivery(t.clone());
+    until("the new events", || t.delivered_ids().len() == 2).await;
+    assert_eq!(t.delivered_ids(), ["2", "3"], "the ones with a record wait for their retry");
+    clock.advance(11_000);
+    until("the retry", || t.delivered_ids().len() == 4).await;
+    let mut ids = t.delivered_ids();
+    ids.sort();
+    assert_eq!(ids, ["0", "1", "2", "3"], "each once");
+    assert_eq!(header(&t.notifications.lock()[1], "aeg-delivery-count"), Some("1"));
+    assert_eq!(s.delivery_metrics("tracks", "batched").unwrap().retrying_events, 0);
+}
+
+#[tokio::test]
+async fn a_deleted_subscription_leaves_nothing_behind_for_a_new_one_of_its_name() {
+    let t = Scripted::new(|_| Ok(500));
+    let (s, _) = memory_with(t.clone());
+    s.create_topic("tracks", InputSchema::EventGrid).await.unwrap();
+    s.create_subscription("tracks", "again", hook(json!({}))).await.unwrap();
+    publish(&s, "tracks", json!([grid("old", "s", "T")])).await;
+    until("a failed attempt", || s.delivery_metrics("tracks", "again").unwrap().retrying_events == 1).await;
+    s.delete_subscription("tracks", "again").await.unwrap();
+    t.set(|_| Ok(200));
+    s.create_subscription("tracks", "again", hook(json!({}))).await.unwrap();
+    publish(&s, "tracks", json!([grid("new", "s", "T")])).await;
+    until("the new event", || t.delivered_ids().contains(&"new".to_string())).await;
+    let m = s.delivery_metrics("tracks", "again").unwrap();
+    assert_eq!((m.retrying_events, m.delivered_events), (0, 1), "the old subscription's retry went with it");
 }

@@ -114,14 +114,41 @@ async fn acknowledged_events_stay_gone_and_unfinished_ones_come_back_after_a_res
         let (s, kv) = on_disk(dir.path(), clock.clone());
         s.create_namespace_topic("orders", None).await.unwrap();
         s.create_subscription("orders", "work", queue_spec(json!({}))).await.unwrap();
-        key = publish(&s, "orders", 3).await;
-        let got = s.receive("orders", "work", &key, 2, 10).await.unwrap();
-        s.settle("orders", "work", &key, &[got[0].lock_token.clone()], Settle::Acknowledge).await.unwrap();
+        key = publish(&s, "orders", 4).await;
+        let got = s.receive("orders", "work", &key, 3, 10).await.unwrap();
+        // The oldest stays unfinished; the two after it are acknowledged.
+        let done: Vec<String> = got[1..].iter().map(|r| r.lock_token.clone()).collect();
+        assert_eq!(s.settle("orders", "work", &key, &done, Settle::Acknowledge).await.unwrap().succeeded.len(), 2);
         s.close();
         kv.close();
     }
     let (s, _kv) = on_disk(dir.path(), clock);
     let got = s.receive("orders", "work", &key, 10, 10).await.unwrap();
     let ids: Vec<(&str, u32)> = got.iter().map(|r| (r.event["id"].as_str().unwrap(), r.delivery_count)).collect();
-    assert_eq!(ids, [("1", 2), ("2", 1)], "the acknowledged one never returns; the held one comes back counted");
+    assert_eq!(ids, [("0", 2), ("3", 1)], "the acknowledged ones never return; the held one comes back counted, once");
+    let tokens: Vec<String> = got.iter().map(|r| r.lock_token.clone()).collect();
+    let acked = s.settle("orders", "work", &key, &tokens, Settle::Acknowledge).await.unwrap();
+    assert_eq!((acked.succeeded.len(), acked.failed.len()), (2, 0), "their tokens are the ones handed out");
+    assert_eq!(s.delivery_metrics("orders", "work").unwrap().retrying_events, 0);
+}
+
+#[tokio::test]
+async fn a_deleted_queue_ends_waiting_receives_and_a_new_one_starts_clean() {
+    let (s, _) = memory();
+    s.create_namespace_topic("orders", None).await.unwrap();
+    s.create_subscription("orders", "work", queue_spec(json!({}))).await.unwrap();
+    let key = s.topic_view("orders").unwrap().record.keys[0].clone();
+    let s = Arc::new(s);
+    let waiting = {
+        let (s, key) = (s.clone(), key.clone());
+        tokio::spawn(async move { s.receive("orders", "work", &key, 5, 60).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    s.delete_subscription("orders", "work").await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.expect("the receive ended").unwrap();
+    assert!(matches!(ended, Err(EventsError::SubscriptionNotFound { .. })), "{ended:?}");
+    s.create_subscription("orders", "work", queue_spec(json!({}))).await.unwrap();
+    publish(&s, "orders", 1).await;
+    let got = s.receive("orders", "work", &key, 5, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
 }

@@ -209,23 +209,19 @@ impl EventGridService {
         self.topic_view(name)
     }
 
-    /// Deletes a topic and every event it holds.
+    /// Deletes a topic and every event it holds. It leaves the topic map first (no
+    /// publish or new subscription finds it), then its deliveries stop, then its
+    /// records go.
     pub async fn delete_topic(&self, name: &str) -> EventsResult<()> {
-        let (topic, commit) = {
-            let mut topics = self.topics.write();
-            let topic = topics.remove(&name.to_ascii_lowercase()).ok_or_else(|| EventsError::TopicNotFound(name.to_string()))?;
-            // Its subscriptions go with it.
-            let mut ops = vec![Op::Delete { key: topic_key(name) }];
-            ops.extend(topic.subscriptions.read().values().map(|s| Op::Delete { key: subscription_key(&s.topic, &s.name) }));
-            ops.extend(topic_prefixes(name).into_iter().map(|prefix| Op::DeletePrefix { prefix }));
-            let commit = self.store.commit(&ops)?;
-            (topic, commit)
-        };
-        commit.durable().await?;
-        let running: Vec<Running> = std::mem::take(&mut *topic.running.lock()).into_values().collect();
-        for r in running {
-            r.stop().await;
+        let topic = self.topics.write().remove(&name.to_ascii_lowercase()).ok_or_else(|| EventsError::TopicNotFound(name.to_string()))?;
+        let keys: Vec<String> = topic.subscriptions.read().keys().cloned().collect();
+        for key in keys {
+            super::subscriptions::stop_delivery_of(&topic, &key).await;
         }
+        let mut ops = vec![Op::Delete { key: topic_key(name) }];
+        ops.extend(topic.subscriptions.read().values().map(|s| Op::Delete { key: subscription_key(&s.topic, &s.name) }));
+        ops.extend(topic_prefixes(name).into_iter().map(|prefix| Op::DeletePrefix { prefix }));
+        self.store.commit(&ops)?.durable().await?;
         let (log, id, factory) = (topic.log.clone(), topic.record.id, self.logs.clone());
         tokio::task::spawn_blocking(move || {
             log.close();

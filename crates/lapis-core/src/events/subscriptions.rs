@@ -8,7 +8,7 @@ use std::sync::Arc;
 use lapis_store::Op;
 
 use super::delivery::outbound::{check_options, check_validation, options_request, validation_request};
-use super::delivery::pull::{pull_prefix, LockResults, PullQueue, Received, Settle, MAX_LOCK_TOKENS, MAX_RECEIVE_EVENTS, MAX_WAIT_SECONDS, MIN_WAIT_SECONDS, RELEASE_DELAYS};
+use super::delivery::pull::{pull_prefix, LockResults, PullQueue, Received, Settle, SettleError, MAX_LOCK_TOKENS, MAX_RECEIVE_EVENTS, MAX_WAIT_SECONDS, MIN_WAIT_SECONDS, RELEASE_DELAYS};
 use super::delivery::state::{mark_key, retry_prefix, subscription_path};
 use super::delivery::worker::{Context, Resume};
 use super::delivery::{DeliveryMetrics, DeliveryTransport, HttpFailure, MetricsView};
@@ -85,12 +85,18 @@ impl EventGridService {
         Ok(metrics.unwrap_or_else(|| DeliveryMetrics::default().view()))
     }
 
-    /// Deletes a subscription with what its delivery still owed.
+    /// Deletes a subscription with what its delivery still owed. Its delivery stops
+    /// first, so nothing it writes afterwards brings its state back.
     pub async fn delete_subscription(&self, topic: &str, name: &str) -> EventsResult<()> {
         let t = self.topic(topic)?;
+        let key = name.to_ascii_lowercase();
+        if !t.subscriptions.read().contains_key(&key) {
+            return Err(EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() });
+        }
+        stop_delivery_of(&t, &key).await;
         let commit = {
             let mut subs = t.subscriptions.write();
-            let removed = subs.remove(&name.to_ascii_lowercase()).ok_or_else(|| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })?;
+            let removed = subs.remove(&key).ok_or_else(|| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })?;
             let path = subscription_path(&removed.topic, &removed.name);
             let ops = [
                 Op::Delete { key: subscription_key(&removed.topic, &removed.name) },
@@ -100,13 +106,7 @@ impl EventGridService {
             ];
             self.store.commit(&ops)?
         };
-        commit.durable().await?;
-        t.pulls.lock().remove(&name.to_ascii_lowercase());
-        let running = t.running.lock().remove(&name.to_ascii_lowercase());
-        if let Some(r) = running {
-            r.stop().await;
-        }
-        Ok(())
+        Ok(commit.durable().await?)
     }
 
     /// Starts delivering every subscription through `transport`, each from where it
@@ -163,7 +163,9 @@ impl EventGridService {
             from.mark,
             from.pulled,
         );
-        topic.pulls.lock().insert(record.name.to_ascii_lowercase(), Arc::new(queue));
+        if let Some(replaced) = topic.pulls.lock().insert(record.name.to_ascii_lowercase(), Arc::new(queue)) {
+            tokio::spawn(async move { replaced.close().await });
+        }
     }
 
     /// A queue subscription of a namespace topic, for a client holding `key`.
@@ -188,7 +190,7 @@ impl EventGridService {
             return Err(EventsError::Invalid(format!("Invalid maxWaitTime parameter: it must be between {MIN_WAIT_SECONDS} and {MAX_WAIT_SECONDS} seconds, not {wait_seconds}.")));
         }
         let queue = self.pull_queue(topic, name, key)?;
-        Ok(queue.receive(max_events, std::time::Duration::from_secs(wait_seconds)).await)
+        queue.receive(max_events, std::time::Duration::from_secs(wait_seconds)).await.map_err(|_| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })
     }
 
     /// Acknowledges, releases, rejects or renews the locks of the events `tokens` name.
@@ -202,7 +204,10 @@ impl EventGridService {
             }
         }
         let queue = self.pull_queue(topic, name, key)?;
-        Ok(queue.settle(tokens, how).await)
+        queue.settle(tokens, how).await.map_err(|e| match e {
+            SettleError::Closed => EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() },
+            SettleError::Store(why) => EventsError::Store(why),
+        })
     }
 
     fn run(&self, topic: &Arc<Topic>, record: &SubscriptionRecord, resume: Resume) {
@@ -223,7 +228,22 @@ impl EventGridService {
             metrics: DeliveryMetrics::new(),
         };
         let running = Running::start(ctx, resume);
-        topic.running.lock().insert(record.name.to_ascii_lowercase(), running);
+        if let Some(replaced) = topic.running.lock().insert(record.name.to_ascii_lowercase(), running) {
+            tokio::spawn(replaced.stop());
+        }
+    }
+}
+
+/// Stops the push loop or closes the pull queue of subscription `key` of `topic`
+/// (each writes what it still had to first).
+pub(super) async fn stop_delivery_of(topic: &Topic, key: &str) {
+    let running = topic.running.lock().remove(key);
+    if let Some(r) = running {
+        r.stop().await;
+    }
+    let queue = topic.pulls.lock().remove(key);
+    if let Some(q) = queue {
+        q.close().await;
     }
 }
 

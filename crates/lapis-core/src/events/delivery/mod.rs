@@ -7,6 +7,7 @@ pub(crate) mod dead_letter;
 pub mod metrics;
 pub mod outbound;
 pub mod pull;
+mod retries;
 pub mod schedule;
 pub(crate) mod state;
 pub mod transport;

@@ -8,7 +8,7 @@
 //! received again). Locks do not survive: after a restart every unfinished event is
 //! receivable again, as when its lock lapses.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,14 @@ pub enum LockFailure {
     Malformed,
 }
 
+/// Why a settlement could not be made at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleError {
+    Closed,
+    /// The store did not take it: nothing is promised.
+    Store(String),
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LockResults {
     pub succeeded: Vec<String>,
@@ -105,13 +113,70 @@ struct Outstanding {
     lock: Option<(String, Millis)>,
 }
 
+impl Outstanding {
+    /// When the event may be received (again): when its lock lapses or its delay ends.
+    fn ready_at(&self) -> Millis {
+        match &self.lock {
+            Some((_, until)) => *until,
+            None => self.record.available_at,
+        }
+    }
+}
+
+/// Events handed out and not finished with, indexed by when each may be received
+/// again (so a receive never walks the locked ones).
+#[derive(Default)]
+struct Outstandings {
+    by_seq: BTreeMap<i64, Outstanding>,
+    ready: BTreeSet<(Millis, i64)>,
+}
+
+impl Outstandings {
+    fn insert(&mut self, seq: i64, o: Outstanding) {
+        self.ready.insert((o.ready_at(), seq));
+        if let Some(old) = self.by_seq.insert(seq, o) {
+            self.ready.remove(&(old.ready_at(), seq));
+            self.ready.insert((self.by_seq[&seq].ready_at(), seq));
+        }
+    }
+
+    fn remove(&mut self, seq: i64) -> Option<Outstanding> {
+        let o = self.by_seq.remove(&seq)?;
+        self.ready.remove(&(o.ready_at(), seq));
+        Some(o)
+    }
+
+    /// Changes one event, keeping the index right.
+    fn update(&mut self, seq: i64, change: impl FnOnce(&mut Outstanding)) -> Option<&Outstanding> {
+        let o = self.by_seq.get_mut(&seq)?;
+        self.ready.remove(&(o.ready_at(), seq));
+        change(o);
+        self.ready.insert((o.ready_at(), seq));
+        self.by_seq.get(&seq)
+    }
+
+    /// Up to `max` events receivable at `now`, soonest ready first.
+    fn ready_by(&self, now: Millis, max: usize) -> Vec<i64> {
+        self.ready.range(..=(now, i64::MAX)).take(max).map(|(_, seq)| *seq).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+}
+
 struct State {
     cursor: Cursor,
-    outstanding: BTreeMap<i64, Outstanding>,
+    outstanding: Outstandings,
     tokens: HashMap<String, i64>,
     mark_written: i64,
-    mark_written_at: Instant,
+    /// Set when the subscription is deleted: nothing more is handed out or written.
+    closed: bool,
 }
+
+/// A queue subscription that was deleted while a client used it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
 
 pub(crate) struct PullQueue {
     log: Arc<dyn EventLog>,
@@ -147,7 +212,10 @@ impl PullQueue {
         };
         let ttl_ms = subscription.spec.destination.queue_ttl_ms().unwrap_or(super::super::subscription::MAX_QUEUE_TTL_MS);
         let cursor = log.seek(Seek::Seq { seq: mark, inclusive: true });
-        let outstanding: BTreeMap<i64, Outstanding> = records.into_iter().map(|r| (r.seq, Outstanding { record: r, lock: None })).collect();
+        let mut outstanding = Outstandings::default();
+        for r in records {
+            outstanding.insert(r.seq, Outstanding { record: r, lock: None });
+        }
         let metrics = DeliveryMetrics::new();
         metrics.set_retrying(outstanding.len());
         PullQueue {
@@ -162,21 +230,21 @@ impl PullQueue {
             lock_ms: lock_seconds as Millis * 1000,
             max_deliveries,
             ttl_ms,
-            state: tokio::sync::Mutex::new(State { cursor, outstanding, tokens: HashMap::new(), mark_written: mark, mark_written_at: Instant::now() }),
+            state: tokio::sync::Mutex::new(State { cursor, outstanding, tokens: HashMap::new(), mark_written: mark, closed: false }),
         }
     }
 
     /// Up to `max` events, waiting up to `wait` for the first; each locked for the
     /// subscription's lock duration.
-    pub async fn receive(&self, max: usize, wait: Duration) -> Vec<Received> {
+    pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>, Closed> {
         let deadline = Instant::now() + wait;
         let mut visible = self.log.watch_visible();
         loop {
             visible.borrow_and_update();
-            let got = self.take(max).await;
+            let got = self.take(max).await?;
             let now = Instant::now();
             if !got.is_empty() || now >= deadline {
-                return got;
+                return Ok(got);
             }
             // New events wake us at once; lapsed locks and delays are on the
             // service's clock, so they are looked for every little while.
@@ -187,27 +255,30 @@ impl PullQueue {
         }
     }
 
-    async fn take(&self, max: usize) -> Vec<Received> {
+    /// Stops the queue for good (its subscription is being deleted): waiting receives
+    /// return, and nothing more is handed out or written.
+    pub async fn close(&self) {
+        self.state.lock().await.closed = true;
+    }
+
+    async fn take(&self, max: usize) -> Result<Vec<Received>, Closed> {
         let now = self.clock.now_ms();
         let mut st = self.state.lock().await;
+        if st.closed {
+            return Err(Closed);
+        }
         let mut handed: Vec<(i64, String, u32)> = Vec::new();
         let mut give_up: Vec<(PullRecord, DeadLetterReason)> = Vec::new();
         let mut ops = Vec::new();
 
         // Events seen before whose lock lapsed or whose delay is over come first.
-        let again: Vec<i64> = st
-            .outstanding
-            .iter()
-            .filter(|(_, o)| o.record.available_at <= now && o.lock.as_ref().is_none_or(|(_, until)| *until <= now))
-            .map(|(seq, _)| *seq)
-            .take(max)
-            .collect();
-        for seq in again {
-            let Some(o) = st.outstanding.get_mut(&seq) else { continue };
-            if let Some((token, _)) = o.lock.take() {
+        for seq in st.outstanding.ready_by(now, max) {
+            let Some(o) = st.outstanding.by_seq.get(&seq) else { continue };
+            if let Some((token, _)) = &o.lock {
+                let token = token.clone();
                 st.tokens.remove(&token);
             }
-            let Some(o) = st.outstanding.get_mut(&seq) else { continue };
+            let o = &st.outstanding.by_seq[&seq];
             let reason = if now.saturating_sub(o.record.published_at) > self.ttl_ms {
                 Some(DeadLetterReason::TimeToLiveExceeded)
             } else if o.record.delivery_count >= self.max_deliveries {
@@ -216,15 +287,20 @@ impl PullQueue {
                 None
             };
             if let Some(reason) = reason {
-                let record = o.record;
-                st.outstanding.remove(&seq);
-                ops.push(Op::Delete { key: pull_key(&self.path, seq) });
-                give_up.push((record, reason));
+                if let Some(o) = st.outstanding.remove(seq) {
+                    ops.push(Op::Delete { key: pull_key(&self.path, seq) });
+                    give_up.push((o.record, reason));
+                }
                 continue;
             }
-            o.record.delivery_count += 1;
             let token = uuid::Uuid::new_v4().to_string();
-            o.lock = Some((token.clone(), now + self.lock_ms));
+            let lock = (token.clone(), now + self.lock_ms);
+            let Some(o) = st.outstanding.update(seq, |o| {
+                o.record.delivery_count += 1;
+                o.lock = Some(lock);
+            }) else {
+                continue;
+            };
             ops.push(Op::Put { key: pull_key(&self.path, seq), value: serde_json::to_vec(&o.record).expect("a pull record serializes") });
             handed.push((seq, token.clone(), o.record.delivery_count));
             st.tokens.insert(token, seq);
@@ -234,12 +310,16 @@ impl PullQueue {
         let room = max.saturating_sub(handed.len());
         if room > 0 && st.outstanding.len() < MAX_OUTSTANDING {
             let mut cursor = st.cursor;
-            let stored = self.log.read(&mut cursor, room, 4 << 20).await.unwrap_or_else(|e| {
+            let stored = self.log.read(&mut cursor, room, (room * 1024).clamp(16 << 10, 4 << 20)).await.unwrap_or_else(|e| {
                 tracing::warn!(subscription = %self.path, error = %e, "event grid: reading the topic's log failed");
                 Vec::new()
             });
             st.cursor = cursor;
             for e in stored {
+                // Already handed out (a record from before a restart): not new.
+                if st.outstanding.by_seq.contains_key(&e.seq) {
+                    continue;
+                }
                 let Ok(value) = serde_json::from_slice::<Value>(&e.body) else { continue };
                 if !self.subscription.spec.filter.matches(&PublishedEvent::from_stored(self.input, value)) {
                     continue;
@@ -257,7 +337,10 @@ impl PullQueue {
                 handed.push((e.seq, token, 1));
             }
         }
-        self.commit(&mut st, ops);
+        if let Err(e) = self.commit(&mut st, ops) {
+            // Handed out anyway: at worst an event is received again after a crash.
+            tracing::warn!(subscription = %self.path, error = %e, "event grid: pull delivery state was not written");
+        }
         self.metrics.set_retrying(st.outstanding.len());
         drop(st);
 
@@ -267,26 +350,29 @@ impl PullQueue {
         handed.sort_by_key(|(seq, _, _)| *seq);
         let seqs: Vec<i64> = handed.iter().map(|(seq, _, _)| *seq).collect();
         let mut events: BTreeMap<i64, Value> = read_events(&self.log, self.input, self.input, &seqs).await.into_iter().filter_map(|e| Some((e.seq, serde_json::from_slice(&e.json).ok()?))).collect();
-        handed.into_iter().filter_map(|(seq, lock_token, delivery_count)| Some(Received { lock_token, delivery_count, event: events.remove(&seq)? })).collect()
+        Ok(handed.into_iter().filter_map(|(seq, lock_token, delivery_count)| Some(Received { lock_token, delivery_count, event: events.remove(&seq)? })).collect())
     }
 
-    /// Applies `how` to each token's event; every token is answered.
-    pub async fn settle(&self, tokens: &[String], how: Settle) -> LockResults {
+    /// Applies `how` to each token's event; every token is answered. Acknowledgements
+    /// and rejections are durable before this returns.
+    pub async fn settle(&self, tokens: &[String], how: Settle) -> Result<LockResults, SettleError> {
         let now = self.clock.now_ms();
         let mut results = LockResults::default();
         let mut rejected = Vec::new();
         let mut ops = Vec::new();
         let mut acknowledged = Vec::new();
-        {
+        let commit = {
             let mut st = self.state.lock().await;
+            if st.closed {
+                return Err(SettleError::Closed);
+            }
             for token in tokens {
                 if uuid::Uuid::parse_str(token).is_err() {
                     results.failed.push((token.clone(), LockFailure::Malformed));
                     continue;
                 }
-                let held = st.tokens.get(token).copied().and_then(|seq| {
-                    let o = st.outstanding.get(&seq)?;
-                    matches!(&o.lock, Some((t, until)) if t == token && *until > now).then_some(seq)
+                let held = st.tokens.get(token).copied().filter(|seq| {
+                    st.outstanding.by_seq.get(seq).is_some_and(|o| matches!(&o.lock, Some((t, until)) if t == token && *until > now))
                 });
                 let Some(seq) = held else {
                     st.tokens.remove(token);
@@ -295,21 +381,20 @@ impl PullQueue {
                 };
                 match how {
                     Settle::RenewLock => {
-                        if let Some(o) = st.outstanding.get_mut(&seq) {
-                            o.lock = Some((token.clone(), now + self.lock_ms));
-                        }
+                        st.outstanding.update(seq, |o| o.lock = Some((token.clone(), now + self.lock_ms)));
                     }
                     Settle::Release { delay_ms } => {
                         st.tokens.remove(token);
-                        if let Some(o) = st.outstanding.get_mut(&seq) {
+                        if let Some(o) = st.outstanding.update(seq, |o| {
                             o.lock = None;
                             o.record.available_at = now + delay_ms;
+                        }) {
                             ops.push(Op::Put { key: pull_key(&self.path, seq), value: serde_json::to_vec(&o.record).expect("a pull record serializes") });
                         }
                     }
                     Settle::Acknowledge | Settle::Reject => {
                         st.tokens.remove(token);
-                        if let Some(o) = st.outstanding.remove(&seq) {
+                        if let Some(o) = st.outstanding.remove(seq) {
                             ops.push(Op::Delete { key: pull_key(&self.path, seq) });
                             if how == Settle::Reject {
                                 rejected.push(o.record);
@@ -321,43 +406,35 @@ impl PullQueue {
                 }
                 results.succeeded.push(token.clone());
             }
-            let commit = self.commit(&mut st, ops);
+            let commit = self.commit(&mut st, ops).map_err(SettleError::Store)?;
             self.metrics.set_retrying(st.outstanding.len());
-            drop(st);
-            // An acknowledged event must not come back after a crash.
-            if let Some(c) = commit {
-                if let Err(e) = c.durable().await {
-                    tracing::error!(subscription = %self.path, error = %e, "event grid: a settlement was not made durable");
-                }
-            }
+            commit
+        };
+        // An acknowledged event must not come back after a crash.
+        if let Some(c) = commit {
+            c.durable().await.map_err(|e| SettleError::Store(e.to_string()))?;
         }
         self.metrics.delivered(acknowledged.into_iter().map(|p| (now.saturating_sub(p).max(0) as u64) * 1000));
         if !rejected.is_empty() {
-            let reason = DeadLetterReason::Rejected;
-            self.dead_letter(rejected.into_iter().map(|r| (r, reason)).collect()).await;
+            self.dead_letter(rejected.into_iter().map(|r| (r, DeadLetterReason::Rejected)).collect()).await;
         }
-        results
+        Ok(results)
     }
 
-    /// Commits `ops` and, when it moved, the mark (in that order, so the mark never
-    /// passes an event whose record is not yet written).
-    fn commit(&self, st: &mut State, mut ops: Vec<Op>) -> Option<lapis_store::Commit> {
-        let mark = st.outstanding.keys().next().copied().unwrap_or(st.cursor.next_seq).min(st.cursor.next_seq);
+    /// Commits `ops` and, when it moved, the mark: the read position, since every
+    /// event before it was finished with or has a record in the same or an earlier
+    /// commit.
+    fn commit(&self, st: &mut State, mut ops: Vec<Op>) -> Result<Option<lapis_store::Commit>, String> {
+        let mark = st.cursor.next_seq;
         if mark > st.mark_written {
             ops.push(Op::Put { key: mark_key(&self.path), value: mark.to_string().into_bytes() });
-            st.mark_written = mark;
-            st.mark_written_at = Instant::now();
         }
         if ops.is_empty() {
-            return None;
+            return Ok(None);
         }
-        match self.store.commit(&ops) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(subscription = %self.path, error = %e, "event grid: pull delivery state was not written");
-                None
-            }
-        }
+        let commit = self.store.commit(&ops).map_err(|e| e.to_string())?;
+        st.mark_written = st.mark_written.max(mark);
+        Ok(Some(commit))
     }
 
     async fn dead_letter(&self, given_up: Vec<(PullRecord, DeadLetterReason)>) {

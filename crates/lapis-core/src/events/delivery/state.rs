@@ -59,6 +59,9 @@ pub struct RetryRecord {
     pub last_attempt_at: Option<Millis>,
     /// Set once delivery has given up: the record now waits for its dead-letter write.
     pub dead_letter: Option<GiveUp>,
+    /// When the first dead-letter write was tried (they are tried again for 4 hours).
+    #[serde(default)]
+    pub dead_letter_since: Option<Millis>,
 }
 
 /// Why delivery gave up on a batch.

@@ -4,7 +4,7 @@
 //! clock) until it is delivered or given up on and dead-lettered. Nothing here waits
 //! on a slow endpoint but that endpoint's own batches.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,8 @@ use super::metrics::DeliveryMetrics;
 use super::dead_letter::{read_events, write_dead_letter};
 use super::outbound::{self, DeadLetterInfo, DeadLetterReason};
 use super::schedule::{retry_delay, Failure, Outcome};
-use super::state::{mark_key, retry_key, GiveUp, RetryRecord};
+use super::retries::RetryBook;
+use super::state::{mark_key, GiveUp, RetryRecord};
 use super::transport::{DeliveryTransport, OutEvent, ServiceDelivery};
 use crate::clock::{Clock, Millis};
 
@@ -42,6 +43,12 @@ const MAX_READ_BYTES: usize = 4 << 20;
 const TICK: Duration = Duration::from_millis(100);
 /// How often the mark is written while it moves.
 const MARK_EVERY: Duration = Duration::from_millis(20);
+/// How long a failing read of the log waits before the next try.
+const READ_BACKOFF: Duration = Duration::from_secs(1);
+/// A dead-letter write that fails is tried again this often, for this long (then the
+/// events are dropped, as the service drops them).
+const DEAD_LETTER_RETRY_MS: Millis = 60_000;
+const DEAD_LETTER_GIVE_UP_MS: Millis = 4 * 3600 * 1000;
 
 /// What a worker needs; shared with the jobs it spawns.
 pub(crate) struct Context {
@@ -67,59 +74,57 @@ pub(crate) struct Resume {
 }
 
 enum Job {
-    First { seqs: Vec<i64>, published: Vec<Millis> },
-    Retry { first_seq: i64 },
+    First { seqs: Vec<i64>, published: Vec<Millis>, started: Millis },
+    Retry { first_seq: i64, started: Millis },
 }
 
 enum Done {
     Delivered,
     Failed(Failure),
-    /// The dead-letter write finished (or had nowhere to go).
-    DeadLettered { written: bool, events: usize },
+    /// The dead-letter write finished, had nowhere to go (`written` false, `retry`
+    /// false), or failed and may be tried again (`retry`).
+    DeadLettered { written: bool, retry: bool, events: usize },
 }
 
 pub(crate) struct Worker {
     ctx: Arc<Context>,
     cursor: Cursor,
+    /// Events read and admitted, not yet sent: they wait for room.
+    pending: VecDeque<OutEvent>,
     /// First sequence numbers of batches on their first attempt.
     first_attempts: BTreeSet<i64>,
-    /// Batches owed a retry or a dead-letter write, by first sequence number.
-    retries: BTreeMap<i64, RetryRecord>,
-    retrying_events: usize,
-    /// Retries (or dead-letter writes) out now.
-    retries_out: BTreeSet<i64>,
+    retries: RetryBook,
     jobs: JoinSet<Done>,
     meta: HashMap<Id, Job>,
     mark_written: i64,
     mark_written_at: Instant,
     consecutive_failures: u32,
     probation_until: Millis,
+    read_again_at: Instant,
 }
 
 impl Worker {
     pub fn new(ctx: Arc<Context>, resume: Resume) -> Worker {
         let cursor = ctx.log.seek(Seek::Seq { seq: resume.mark, inclusive: true });
-        let retrying_events = resume.retries.iter().map(|r| r.seqs.len()).sum();
-        let retries = resume.retries.into_iter().map(|r| (r.first_seq(), r)).collect();
-        ctx.metrics.set_retrying(retrying_events);
+        let retries = RetryBook::new(ctx.path.clone(), ctx.store.clone(), ctx.metrics.clone(), resume.retries);
         Worker {
             ctx,
             cursor,
+            pending: VecDeque::new(),
             first_attempts: BTreeSet::new(),
             retries,
-            retrying_events,
-            retries_out: BTreeSet::new(),
             jobs: JoinSet::new(),
             meta: HashMap::new(),
             mark_written: resume.mark,
             mark_written_at: Instant::now(),
             consecutive_failures: 0,
             probation_until: 0,
+            read_again_at: Instant::now(),
         }
     }
 
-    /// Delivers until `stop` turns true (the subscription was deleted, or the server
-    /// is stopping); then writes the mark.
+    /// Delivers until `stop` turns true or its sender goes (the subscription was
+    /// deleted, or the server is stopping); then writes the mark.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut visible = self.ctx.log.watch_visible();
         let mut tick = tokio::time::interval(TICK);
@@ -127,10 +132,11 @@ impl Worker {
         while !*stop.borrow() {
             let now = self.ctx.clock.now_ms();
             self.launch_due(now);
+            self.launch_pending(now);
             let newest = visible.borrow_and_update().seq;
-            let can_read = self.may_take_new(now) && newest >= self.cursor.next_seq;
-            if can_read {
-                self.read_and_launch(now).await;
+            if self.should_read(now, newest) {
+                self.read(now).await;
+                self.launch_pending(now);
                 while let Some(done) = self.jobs.try_join_next_with_id() {
                     self.finish(done);
                 }
@@ -149,7 +155,11 @@ impl Worker {
                     }
                 }
                 _ = tick.tick() => {}
-                _ = stop.changed() => {}
+                stopped = stop.changed() => {
+                    if stopped.is_err() {
+                        break;
+                    }
+                }
             }
             self.write_mark(false);
         }
@@ -157,13 +167,22 @@ impl Worker {
         self.write_mark(true);
     }
 
-    fn may_take_new(&self, now: Millis) -> bool {
-        self.jobs.len() < MAX_IN_FLIGHT && self.retrying_events < MAX_RETRYING_EVENTS && now >= self.probation_until
+    /// New events are sent only with room, outside probation, and while the retry
+    /// book is within its bound.
+    fn may_send_new(&self, now: Millis) -> bool {
+        self.jobs.len() < MAX_IN_FLIGHT && self.retries.events() < MAX_RETRYING_EVENTS && now >= self.probation_until
     }
 
-    /// Every event before the mark is finished with or has a retry record.
+    fn should_read(&self, now: Millis, newest: i64) -> bool {
+        self.pending.is_empty() && self.may_send_new(now) && newest >= self.cursor.next_seq && Instant::now() >= self.read_again_at
+    }
+
+    /// Every event before the mark is finished with or has a retry record in the store.
     fn mark(&self) -> i64 {
-        self.first_attempts.first().copied().unwrap_or(self.cursor.next_seq).min(self.cursor.next_seq)
+        [self.first_attempts.first().copied(), self.pending.front().map(|e| e.seq), self.retries.lowest_unfiled()]
+            .into_iter()
+            .flatten()
+            .fold(self.cursor.next_seq, i64::min)
     }
 
     fn write_mark(&mut self, force: bool) {
@@ -189,8 +208,10 @@ impl Worker {
         }
     }
 
-    async fn read_and_launch(&mut self, now: Millis) {
-        let (max_events, preferred_bytes) = self.batch_limits();
+    /// Reads what the room allows into `pending`; events past their time to live go
+    /// straight to the dead-letter book.
+    async fn read(&mut self, now: Millis) {
+        let (max_events, _) = self.batch_limits();
         let room = MAX_IN_FLIGHT - self.jobs.len();
         let wanted = (room * max_events).clamp(1, MAX_READ_EVENTS);
         let log = self.ctx.log.clone();
@@ -200,29 +221,24 @@ impl Worker {
         let stored = match log.read(&mut self.cursor, wanted, budget).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(subscription = %self.ctx.path, error = %e, "event grid: reading the topic's log failed");
+                tracing::warn!(subscription = %self.ctx.path, error = %e, "event grid: reading the topic's log failed; trying again in a second");
+                self.read_again_at = Instant::now() + READ_BACKOFF;
                 return;
             }
         };
         let ttl = self.ttl_ms();
-        let mut batch: Vec<OutEvent> = Vec::new();
-        let mut batch_bytes = 0;
         let mut expired = Vec::new();
         for event in stored {
+            // Already owed a retry from before a restart: not new.
+            if self.retries.was_recovered(event.seq) {
+                continue;
+            }
             let Some(out) = self.admit(event) else { continue };
             if now.saturating_sub(out.published_at) > ttl {
                 expired.push(out);
-                continue;
+            } else {
+                self.pending.push_back(out);
             }
-            if !batch.is_empty() && (batch.len() >= max_events || batch_bytes + out.json.len() > preferred_bytes) {
-                self.launch_first(std::mem::take(&mut batch));
-                batch_bytes = 0;
-            }
-            batch_bytes += out.json.len();
-            batch.push(out);
-        }
-        if !batch.is_empty() {
-            self.launch_first(batch);
         }
         if !expired.is_empty() {
             let record = RetryRecord {
@@ -233,8 +249,27 @@ impl Worker {
                 last: None,
                 last_attempt_at: None,
                 dead_letter: Some(GiveUp::TimeToLive),
+                dead_letter_since: None,
             };
-            self.file_retry(record);
+            self.retries.file(record);
+        }
+    }
+
+    /// Sends batches from `pending` while there is room: at most `maxEventsPerBatch`
+    /// events and about the preferred size each (one event over it goes alone).
+    fn launch_pending(&mut self, now: Millis) {
+        let (max_events, preferred_bytes) = self.batch_limits();
+        while !self.pending.is_empty() && self.jobs.len() < MAX_IN_FLIGHT && now >= self.probation_until {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(next) = self.pending.front() {
+                if !batch.is_empty() && (batch.len() >= max_events || bytes + next.json.len() > preferred_bytes) {
+                    break;
+                }
+                bytes += next.json.len();
+                batch.extend(self.pending.pop_front());
+            }
+            self.launch_first(batch, now);
         }
     }
 
@@ -268,7 +303,7 @@ impl Worker {
         Some(OutEvent { seq: stored.seq, id: Some(event.id), json, data_version, published_at: stored.enqueued_at })
     }
 
-    fn launch_first(&mut self, batch: Vec<OutEvent>) {
+    fn launch_first(&mut self, batch: Vec<OutEvent>, now: Millis) {
         let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
         let published = batch.iter().map(|e| e.published_at).collect();
         self.first_attempts.insert(seqs[0]);
@@ -279,43 +314,38 @@ impl Worker {
                 Err(f) => Done::Failed(f),
             }
         });
-        self.meta.insert(handle.id(), Job::First { seqs, published });
+        self.meta.insert(handle.id(), Job::First { seqs, published, started: now });
     }
 
     /// Starts every retry and dead-letter write that is due, as room allows.
     fn launch_due(&mut self, now: Millis) {
+        let room = MAX_IN_FLIGHT.saturating_sub(self.jobs.len());
+        if room == 0 {
+            return;
+        }
         let ttl = self.ttl_ms();
-        let due: Vec<i64> = self.retries.iter().filter(|(seq, r)| r.due <= now && !self.retries_out.contains(seq)).map(|(seq, _)| *seq).collect();
-        for seq in due {
-            if self.jobs.len() >= MAX_IN_FLIGHT {
-                return;
-            }
-            let Some(record) = self.retries.get_mut(&seq) else { continue };
+        for mut record in self.retries.take_due(now, room) {
             // The time to live is looked at only when an attempt comes due.
             if record.dead_letter.is_none() && now.saturating_sub(record.published_at) > ttl {
                 record.dead_letter = Some(GiveUp::TimeToLive);
             }
-            let record = record.clone();
+            let first_seq = record.first_seq();
             let ctx = self.ctx.clone();
             let handle = match record.dead_letter {
                 Some(why) => self.jobs.spawn(async move { dead_letter(&ctx, &record, why).await }),
-                None => {
-                    record_attempt_start(&mut self.retries, seq, now);
-                    self.jobs.spawn(async move {
-                        let events = read_events(&ctx.log, ctx.input, ctx.output, &record.seqs).await;
-                        if events.is_empty() {
-                            // Gone from the log (retention): nothing left to deliver.
-                            return Done::Delivered;
-                        }
-                        match attempt(&ctx, &events, record.attempts).await {
-                            Ok(()) => Done::Delivered,
-                            Err(f) => Done::Failed(f),
-                        }
-                    })
-                }
+                None => self.jobs.spawn(async move {
+                    let events = read_events(&ctx.log, ctx.input, ctx.output, &record.seqs).await;
+                    if events.is_empty() {
+                        // Gone from the log (retention): nothing left to deliver.
+                        return Done::Delivered;
+                    }
+                    match attempt(&ctx, &events, record.attempts).await {
+                        Ok(()) => Done::Delivered,
+                        Err(f) => Done::Failed(f),
+                    }
+                }),
             };
-            self.retries_out.insert(seq);
-            self.meta.insert(handle.id(), Job::Retry { first_seq: seq });
+            self.meta.insert(handle.id(), Job::Retry { first_seq, started: now });
         }
     }
 
@@ -329,36 +359,44 @@ impl Worker {
         };
         let Some(job) = self.meta.remove(&id) else { return };
         let now = self.ctx.clock.now_ms();
-        match (job, done) {
-            (Job::First { seqs, published }, Done::Delivered) => {
+        match job {
+            Job::First { seqs, published, started } => {
                 self.first_attempts.remove(&seqs[0]);
-                self.succeeded(published.into_iter(), now);
+                match done {
+                    Done::Delivered => self.succeeded(published.into_iter(), now),
+                    Done::Failed(f) => {
+                        let published_at = published.iter().copied().min().unwrap_or(now);
+                        let record = RetryRecord { seqs, attempts: 0, due: now, published_at, last: None, last_attempt_at: Some(started), dead_letter: None, dead_letter_since: None };
+                        self.failed(record, f, now);
+                    }
+                    Done::DeadLettered { .. } => {}
+                }
             }
-            (Job::First { seqs, published }, Done::Failed(f)) => {
-                self.first_attempts.remove(&seqs[0]);
-                let record = RetryRecord { seqs, attempts: 0, due: now, published_at: published.iter().copied().min().unwrap_or(now), last: None, last_attempt_at: Some(now), dead_letter: None };
-                self.failed(record, f, now);
-            }
-            (Job::First { seqs, .. }, Done::DeadLettered { .. }) => {
-                self.first_attempts.remove(&seqs[0]);
-            }
-            (Job::Retry { first_seq }, done) => {
-                self.retries_out.remove(&first_seq);
-                let Some(record) = self.retries.get(&first_seq).cloned() else { return };
+            Job::Retry { first_seq, started } => {
+                let Some(mut record) = self.retries.get(first_seq).cloned() else { return };
                 match done {
                     Done::Delivered => {
-                        self.forget_retry(first_seq);
+                        self.retries.forget(first_seq);
                         // Retried events' latency counts from when they were published.
                         self.succeeded(std::iter::repeat_n(record.published_at, record.seqs.len()), now);
                     }
-                    Done::Failed(f) => self.failed(record, f, now),
-                    Done::DeadLettered { written, events } => {
-                        if written {
-                            self.ctx.metrics.dead_lettered(events);
+                    Done::Failed(f) => {
+                        record.last_attempt_at = Some(started);
+                        self.failed(record, f, now);
+                    }
+                    Done::DeadLettered { written: true, events, .. } => {
+                        self.ctx.metrics.dead_lettered(events);
+                        self.retries.forget(first_seq);
+                    }
+                    Done::DeadLettered { written: false, retry, events } => {
+                        let since = *record.dead_letter_since.get_or_insert(now);
+                        if retry && now - since < DEAD_LETTER_GIVE_UP_MS {
+                            record.due = now + DEAD_LETTER_RETRY_MS;
+                            self.retries.file(record);
                         } else {
                             self.ctx.metrics.dropped(events);
+                            self.retries.forget(first_seq);
                         }
-                        self.forget_retry(first_seq);
                     }
                 }
             }
@@ -376,7 +414,6 @@ impl Worker {
     fn failed(&mut self, mut record: RetryRecord, failure: Failure, now: Millis) {
         self.ctx.metrics.failed(format!("{:?}: {}", failure.outcome, failure.detail));
         record.attempts += 1;
-        record.last_attempt_at = Some(now);
         self.consecutive_failures += 1;
         if self.consecutive_failures >= PROBATION_AFTER {
             self.probation_until = now + failure.probation();
@@ -386,45 +423,13 @@ impl Worker {
             record.dead_letter = Some(GiveUp::FinalAnswer);
         } else if record.attempts >= max {
             record.dead_letter = Some(GiveUp::MaxDeliveryAttempts);
-        } else {
-            record.due = now + retry_delay(record.attempts, &failure);
         }
-        if record.dead_letter.is_some() {
-            record.due = now;
-        }
+        record.due = match record.dead_letter {
+            Some(_) => now,
+            None => now + retry_delay(record.attempts, &failure),
+        };
         record.last = Some(failure);
-        self.file_retry(record);
-    }
-
-    /// Keeps a retry record, in memory and (before the mark can pass its events) in
-    /// the store.
-    fn file_retry(&mut self, record: RetryRecord) {
-        let seq = record.first_seq();
-        let value = serde_json::to_vec(&record).expect("a retry record serializes");
-        if let Err(e) = self.ctx.store.commit(&[Op::Put { key: retry_key(&self.ctx.path, seq), value }]) {
-            tracing::warn!(subscription = %self.ctx.path, error = %e, "event grid: a retry record was not written");
-        }
-        if let Some(old) = self.retries.insert(seq, record) {
-            self.retrying_events -= old.seqs.len();
-        }
-        self.retrying_events += self.retries[&seq].seqs.len();
-        self.ctx.metrics.set_retrying(self.retrying_events);
-    }
-
-    fn forget_retry(&mut self, seq: i64) {
-        if let Some(old) = self.retries.remove(&seq) {
-            self.retrying_events -= old.seqs.len();
-            if let Err(e) = self.ctx.store.commit(&[Op::Delete { key: retry_key(&self.ctx.path, seq) }]) {
-                tracing::warn!(subscription = %self.ctx.path, error = %e, "event grid: a finished retry record was not removed");
-            }
-        }
-        self.ctx.metrics.set_retrying(self.retrying_events);
-    }
-}
-
-fn record_attempt_start(retries: &mut BTreeMap<i64, RetryRecord>, seq: i64, now: Millis) {
-    if let Some(r) = retries.get_mut(&seq) {
-        r.last_attempt_at = Some(now);
+        self.retries.file(record);
     }
 }
 
@@ -461,5 +466,7 @@ async fn dead_letter(ctx: &Context, record: &RetryRecord, why: GiveUp) -> Done {
     let values: Vec<(Value, Millis)> = events.iter().filter_map(|e| Some((serde_json::from_slice(&e.json).ok()?, e.published_at))).collect();
     let n = values.len();
     let written = write_dead_letter(Some(ctx.transport.as_ref()), &ctx.subscription, n, || outbound::dead_letter_blob(&ctx.subscription.name, ctx.output, &values, &info, now)).await;
-    Done::DeadLettered { written, events: n }
+    // Without a container there is nothing to try again; a failed write is.
+    let retry = !written && ctx.subscription.spec.dead_letter_container.is_some();
+    Done::DeadLettered { written, retry, events: n }
 }
