@@ -31,7 +31,8 @@ pytestmark = pytest.mark.timeout(120)
 
 CONFIG = {
     "UserConfig": {
-        "Namespaces": [{"Name": "sbemulatorns", "Queues": [{"Name": "eg-inbox", "Properties": {}}], "Topics": []}],
+        "Namespaces": [{"Name": "sbemulatorns", "Queues": [{"Name": "eg-inbox", "Properties": {}}],
+                        "Topics": [{"Name": "eg-fanout", "Properties": {}, "Subscriptions": [{"Name": "audit", "Properties": {}}]}]}],
         "NamespaceConfig": [{"Type": "EventHub", "Name": "emulatorNs1", "Entities": [{"Name": "eg-stream", "PartitionCount": 2, "ConsumerGroups": []}]}],
     }
 }
@@ -258,6 +259,22 @@ def test_events_flow_into_a_service_bus_queue_with_the_delivery_properties(eg):
     assert props["aeg-event-type"] == "Notification"
     assert props["aeg-delivery-count"] == "0"
     assert got[0].message_id != EventGridEvent.from_json(got[0]).id, "the message id is the service's, not the event's"
+
+
+def test_events_flow_into_a_service_bus_topic(eg):
+    topic = create_topic(eg, name("to-sbt"))
+    subscribe(eg, topic["Name"], "sbt-jobs", {"endpointType": "ServiceBusTopic", "properties": {"topicName": "eg-fanout"}})
+    with publisher(topic) as client:
+        client.send(upload(5))
+    with ServiceBusClient.from_connection_string(sb_support.conn_str(eg)) as sb, \
+            sb.get_subscription_receiver("eg-fanout", "audit", max_wait_time=10) as receiver:
+        got = []
+        deadline = time.monotonic() + 15
+        while not got and time.monotonic() < deadline:
+            got = receiver.receive_messages(max_message_count=5, max_wait_time=2)
+        for m in got:
+            receiver.complete_message(m)
+    assert [EventGridEvent.from_json(m).data["track"] for m in got] == [5]
 
 
 def test_events_flow_into_an_event_hub(eg):
