@@ -355,6 +355,24 @@ class LapisServer:
         return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.clock_offset)
 
 
+def kill_at_random(server: "LapisServer", kills: int, load_seconds: float, seed: int) -> int:
+    """SIGKILLs `server` `kills` times at random moments (and starts it again on the
+    same ports and data after up to half a second), then waits out the rest of
+    `load_seconds` from the first call. Returns the number of kills."""
+    import random
+
+    rng = random.Random(seed)
+    started = time.monotonic()
+    for _ in range(kills):
+        time.sleep(rng.uniform(1.5, max(2.0, load_seconds / kills)))
+        server.kill()
+        time.sleep(rng.uniform(0.0, 0.5))
+        server.start()
+    while time.monotonic() - started < load_seconds:
+        time.sleep(0.5)
+    return kills
+
+
 def service_client(server: "LapisServer", account: str = DEV_ACCOUNT, key: str = DEV_KEY, **kwargs):
     """QueueServiceClient built from the server's connection string."""
     from azure.storage.queue import QueueServiceClient

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 
 from eg_support import create_topic, metrics, start_server, subscribe, webhook_destination
 from eg_webhook import Webhook
+from lapis_harness import kill_at_random
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -90,17 +90,7 @@ def test_sigkill_under_load_delivers_every_acknowledged_event(tmp_path):
         threads = [threading.Thread(target=publisher, args=(info, ledger, stop), daemon=True) for _ in range(PUBLISHERS)]
         for t in threads:
             t.start()
-        rng = random.Random(6)
-        kills = 0
-        started = time.monotonic()
-        while kills < KILLS:
-            time.sleep(rng.uniform(1.5, max(2.0, LOAD_SECONDS / KILLS)))
-            server.kill()
-            kills += 1
-            time.sleep(rng.uniform(0.0, 0.5))
-            server.start()
-        while time.monotonic() - started < LOAD_SECONDS:
-            time.sleep(0.5)
+        kills = kill_at_random(server, KILLS, LOAD_SECONDS, seed=6)
         stop.set()
         for t in threads:
             t.join(timeout=60)

@@ -57,15 +57,21 @@ def clients(info: dict, topic: str, sub: str, key: str | None = None):
             EventGridConsumerClient(info["Endpoint"], credential, namespace_topic=topic, subscription=sub))
 
 
+def queue_topic(server: LapisServer, prefix: str, sub: str):
+    """A fresh namespace topic with queue subscription `sub`, and a publisher and a
+    consumer for it: (topic, info, publisher, consumer)."""
+    topic = name(prefix)
+    info = namespace_topic(server, topic)
+    queue(server, topic, sub)
+    return (topic, info, *clients(info, topic, sub))
+
+
 def played(i: int) -> CloudEvent:
     return CloudEvent(source="/music-share", type="MusicShare.TrackPlayed", data={"track": i})
 
 
 def test_publish_receive_and_acknowledge(eg):
-    topic = name("plays")
-    info = namespace_topic(eg, topic)
-    queue(eg, topic, "trending")
-    publisher, consumer = clients(info, topic, "trending")
+    topic, _, publisher, consumer = queue_topic(eg, "plays", "trending")
     with publisher, consumer:
         publisher.send([played(i) for i in range(3)])
         publisher.send(played(3))
@@ -85,10 +91,7 @@ def test_publish_receive_and_acknowledge(eg):
 
 
 def test_release_with_and_without_delay_reject_and_renew(eg):
-    topic = name("uploads")
-    info = namespace_topic(eg, topic)
-    queue(eg, topic, "work")
-    publisher, consumer = clients(info, topic, "work")
+    _, _, publisher, consumer = queue_topic(eg, "uploads", "work")
     with publisher, consumer:
         publisher.send([played(i) for i in range(3)])
         got = {d.event.data["track"]: d for d in consumer.receive(max_events=3, max_wait_time=10)}
@@ -171,10 +174,7 @@ def test_errors_a_client_sees(eg):
 
 
 def test_acknowledged_events_stay_gone_after_a_sigkill(eg):
-    topic = name("durable")
-    info = namespace_topic(eg, topic)
-    queue(eg, topic, "work")
-    publisher, consumer = clients(info, topic, "work")
+    topic, info, publisher, consumer = queue_topic(eg, "durable", "work")
     with publisher, consumer:
         publisher.send([played(i) for i in range(4)])
         got = consumer.receive(max_events=2, max_wait_time=10)

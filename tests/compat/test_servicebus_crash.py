@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections import Counter
@@ -30,6 +29,7 @@ from typing import List, Set
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode
 
+from lapis_harness import kill_at_random
 from sb_support import CLIENT_KWARGS, conn_str, start_server
 
 pytestmark = pytest.mark.timeout(300)
@@ -175,17 +175,7 @@ def test_sigkill_under_load_loses_no_acked_send_and_resurrects_no_completion(tmp
     try:
         for t in threads:
             t.start()
-        rng = random.Random(4)
-        kills = 0
-        started = time.monotonic()
-        while kills < KILLS:
-            time.sleep(rng.uniform(1.5, max(2.0, LOAD_SECONDS / KILLS)))
-            server.kill()
-            kills += 1
-            time.sleep(rng.uniform(0.0, 0.5))
-            server.start()
-        while time.monotonic() - started < LOAD_SECONDS:
-            time.sleep(0.5)
+        kills = kill_at_random(server, KILLS, LOAD_SECONDS, seed=4)
         stop.set()
         for t in threads:
             t.join(timeout=60)

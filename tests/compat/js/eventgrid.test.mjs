@@ -9,21 +9,15 @@
 
 import assert from "node:assert/strict";
 import { AzureKeyCredential, AzureSASCredential, EventGridPublisherClient, generateSharedAccessSignature } from "@azure/eventgrid";
-import { httpPort, lapisTest, rejection, useLapis, within } from "./lapis_server.mjs";
+import { INSECURE, KEY1, KEY2, useTopics } from "./eventgrid_support.mjs";
+import { httpPort, lapisTest, rejection, within } from "./lapis_server.mjs";
 
 const OP_MS = 8_000;
-const KEY1 = "a2V5IG9uZSBmb3IgdGhlIGpz";
-const KEY2 = "a2V5IHR3byBmb3IgdGhlIGpz";
-const INSECURE = { allowInsecureConnection: true };
 
-useLapis({
-  EventGrid: {
-    Topics: [
-      { Name: "uploads", InputSchema: "EventGridSchema", Key1: KEY1, Key2: KEY2 },
-      { Name: "plays", InputSchema: "CloudEventSchemaV1_0", Key1: KEY1, Key2: KEY2 },
-    ],
-  },
-});
+useTopics([
+  { Name: "uploads", InputSchema: "EventGridSchema" },
+  { Name: "plays", InputSchema: "CloudEventSchemaV1_0" },
+]);
 
 const endpoint = (topic) => `http://127.0.0.1:${httpPort}/topics/${topic}/api/events`;
 

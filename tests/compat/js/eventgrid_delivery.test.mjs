@@ -12,21 +12,15 @@ import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
 import { AzureKeyCredential, EventGridDeserializer, EventGridPublisherClient, isSystemEvent } from "@azure/eventgrid";
 import { EventGridReceiverClient, EventGridSenderClient } from "@azure/eventgrid-namespaces";
-import { KEY, KEY_NAME, httpPort, lapisTest, useLapis, within } from "./lapis_server.mjs";
+import { INSECURE, KEY1, KEY2, useTopics } from "./eventgrid_support.mjs";
+import { KEY, KEY_NAME, httpPort, lapisTest, within } from "./lapis_server.mjs";
 
 const OP_MS = 15_000;
-const KEY1 = "a2V5IG9uZSBmb3IgdGhlIGpz";
-const KEY2 = "a2V5IHR3byBmb3IgdGhlIGpz";
-const INSECURE = { allowInsecureConnection: true };
 
-useLapis({
-  EventGrid: {
-    Topics: [
-      { Name: "tracks", InputSchema: "EventGridSchema", Key1: KEY1, Key2: KEY2 },
-      { Name: "likes", Kind: "Namespace", Key1: KEY1, Key2: KEY2 },
-    ],
-  },
-});
+useTopics([
+  { Name: "tracks", InputSchema: "EventGridSchema" },
+  { Name: "likes", Kind: "Namespace" },
+]);
 
 /** The admin API, signed as the other admin clients sign it. */
 async function admin(method, path, body) {

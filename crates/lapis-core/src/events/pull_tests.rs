@@ -88,8 +88,9 @@ async fn receive_acknowledge_release_reject_and_renew() {
     assert_eq!((m.delivered_events, m.dropped_events), (1, 2), "one acknowledged; one rejected and one over its count, both dropped (no container)");
 }
 
-#[tokio::test]
-async fn a_receive_waits_for_the_first_event() {
+/// A namespace topic `orders` with queue subscription `work`, and a receive of it
+/// (up to 5 events, waiting up to `wait_seconds`) already waiting.
+async fn waiting_receive(wait_seconds: u64) -> (Arc<EventGridService>, String, tokio::task::JoinHandle<EventsResult<Vec<super::delivery::pull::Received>>>) {
     let (s, _) = memory();
     s.create_namespace_topic("orders", None).await.unwrap();
     s.create_subscription("orders", "work", queue_spec(json!({}))).await.unwrap();
@@ -97,11 +98,17 @@ async fn a_receive_waits_for_the_first_event() {
     let s = Arc::new(s);
     let waiting = {
         let (s, key) = (s.clone(), key.clone());
-        tokio::spawn(async move { s.receive("orders", "work", &key, 5, 10).await.unwrap() })
+        tokio::spawn(async move { s.receive("orders", "work", &key, 5, wait_seconds).await })
     };
+    (s, key, waiting)
+}
+
+#[tokio::test]
+async fn a_receive_waits_for_the_first_event() {
+    let (s, _, waiting) = waiting_receive(10).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     publish(&s, "orders", 1).await;
-    let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap().unwrap();
     assert_eq!(got.len(), 1);
 }
 
@@ -134,15 +141,7 @@ async fn acknowledged_events_stay_gone_and_unfinished_ones_come_back_after_a_res
 
 #[tokio::test]
 async fn a_deleted_queue_ends_waiting_receives_and_a_new_one_starts_clean() {
-    let (s, _) = memory();
-    s.create_namespace_topic("orders", None).await.unwrap();
-    s.create_subscription("orders", "work", queue_spec(json!({}))).await.unwrap();
-    let key = s.topic_view("orders").unwrap().record.keys[0].clone();
-    let s = Arc::new(s);
-    let waiting = {
-        let (s, key) = (s.clone(), key.clone());
-        tokio::spawn(async move { s.receive("orders", "work", &key, 5, 60).await })
-    };
+    let (s, key, waiting) = waiting_receive(60).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     s.delete_subscription("orders", "work").await.unwrap();
     let ended = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.expect("the receive ended").unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use lapis_store::Op;
 
 use super::delivery::outbound::{check_options, check_validation, options_request, validation_request};
-use super::delivery::pull::{pull_prefix, LockResults, PullQueue, Received, Settle, SettleError, MAX_LOCK_TOKENS, MAX_RECEIVE_EVENTS, MAX_WAIT_SECONDS, MIN_WAIT_SECONDS, RELEASE_DELAYS};
+use super::delivery::pull::{pull_prefix, LockResults, PullParts, PullQueue, Received, Settle, SettleError, MAX_LOCK_TOKENS, MAX_RECEIVE_EVENTS, MAX_WAIT_SECONDS, MIN_WAIT_SECONDS, RELEASE_DELAYS};
 use super::delivery::state::{mark_key, retry_prefix, subscription_path};
 use super::delivery::worker::{Context, Resume};
 use super::delivery::{DeliveryMetrics, DeliveryTransport, HttpFailure, MetricsView};
@@ -152,17 +152,16 @@ impl EventGridService {
     }
 
     fn open_pull_queue(&self, topic: &Arc<Topic>, record: &SubscriptionRecord, from: Resume) {
-        let queue = PullQueue::new(
-            topic.log.clone(),
-            topic.record.schema,
-            record.clone(),
-            subscription_path(&record.topic, &record.name),
-            self.store.clone(),
-            self.clock.clone(),
-            self.transport.clone(),
-            from.mark,
-            from.pulled,
-        );
+        let parts = PullParts {
+            log: topic.log.clone(),
+            input: topic.record.schema,
+            subscription: record.clone(),
+            path: subscription_path(&record.topic, &record.name),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            transport: self.transport.clone(),
+        };
+        let queue = PullQueue::new(parts, from.mark, from.pulled);
         if let Some(replaced) = topic.pulls.lock().insert(record.name.to_ascii_lowercase(), Arc::new(queue)) {
             tokio::spawn(async move { replaced.close().await });
         }

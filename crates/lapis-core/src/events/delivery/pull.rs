@@ -178,14 +178,21 @@ struct State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 
+/// What a pull queue works on.
+pub(crate) struct PullParts {
+    pub log: Arc<dyn EventLog>,
+    pub input: InputSchema,
+    pub subscription: SubscriptionRecord,
+    /// `<topic>/<subscription>`, lowercased.
+    pub path: String,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// For dead letters; unset until delivery starts.
+    pub transport: Arc<OnceLock<Arc<dyn DeliveryTransport>>>,
+}
+
 pub(crate) struct PullQueue {
-    log: Arc<dyn EventLog>,
-    input: InputSchema,
-    subscription: SubscriptionRecord,
-    path: String,
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    transport: Arc<OnceLock<Arc<dyn DeliveryTransport>>>,
+    parts: PullParts,
     pub metrics: Arc<DeliveryMetrics>,
     lock_ms: Millis,
     max_deliveries: u32,
@@ -194,24 +201,13 @@ pub(crate) struct PullQueue {
 }
 
 impl PullQueue {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        log: Arc<dyn EventLog>,
-        input: InputSchema,
-        subscription: SubscriptionRecord,
-        path: String,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        transport: Arc<OnceLock<Arc<dyn DeliveryTransport>>>,
-        mark: i64,
-        records: Vec<PullRecord>,
-    ) -> PullQueue {
-        let (lock_seconds, max_deliveries) = match &subscription.spec.destination {
+    pub fn new(parts: PullParts, mark: i64, records: Vec<PullRecord>) -> PullQueue {
+        let (lock_seconds, max_deliveries) = match &parts.subscription.spec.destination {
             Destination::Queue { lock_seconds, max_delivery_count, .. } => (*lock_seconds, *max_delivery_count),
             _ => unreachable!("a pull queue is made only for a Queue destination"),
         };
-        let ttl_ms = subscription.spec.destination.queue_ttl_ms().unwrap_or(super::super::subscription::MAX_QUEUE_TTL_MS);
-        let cursor = log.seek(Seek::Seq { seq: mark, inclusive: true });
+        let ttl_ms = parts.subscription.spec.destination.queue_ttl_ms().unwrap_or(super::super::subscription::MAX_QUEUE_TTL_MS);
+        let cursor = parts.log.seek(Seek::Seq { seq: mark, inclusive: true });
         let mut outstanding = Outstandings::default();
         for r in records {
             outstanding.insert(r.seq, Outstanding { record: r, lock: None });
@@ -219,13 +215,7 @@ impl PullQueue {
         let metrics = DeliveryMetrics::new();
         metrics.set_retrying(outstanding.len());
         PullQueue {
-            log,
-            input,
-            subscription,
-            path,
-            store,
-            clock,
-            transport,
+            parts,
             metrics,
             lock_ms: lock_seconds as Millis * 1000,
             max_deliveries,
@@ -238,7 +228,7 @@ impl PullQueue {
     /// subscription's lock duration.
     pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>, Closed> {
         let deadline = Instant::now() + wait;
-        let mut visible = self.log.watch_visible();
+        let mut visible = self.parts.log.watch_visible();
         loop {
             visible.borrow_and_update();
             let got = self.take(max).await?;
@@ -262,7 +252,7 @@ impl PullQueue {
     }
 
     async fn take(&self, max: usize) -> Result<Vec<Received>, Closed> {
-        let now = self.clock.now_ms();
+        let now = self.parts.clock.now_ms();
         let mut st = self.state.lock().await;
         if st.closed {
             return Err(Closed);
@@ -288,7 +278,7 @@ impl PullQueue {
             };
             if let Some(reason) = reason {
                 if let Some(o) = st.outstanding.remove(seq) {
-                    ops.push(Op::Delete { key: pull_key(&self.path, seq) });
+                    ops.push(Op::Delete { key: pull_key(&self.parts.path, seq) });
                     give_up.push((o.record, reason));
                 }
                 continue;
@@ -301,7 +291,7 @@ impl PullQueue {
             }) else {
                 continue;
             };
-            ops.push(Op::Put { key: pull_key(&self.path, seq), value: serde_json::to_vec(&o.record).expect("a pull record serializes") });
+            ops.push(Op::Put { key: pull_key(&self.parts.path, seq), value: serde_json::to_vec(&o.record).expect("a pull record serializes") });
             handed.push((seq, token.clone(), o.record.delivery_count));
             st.tokens.insert(token, seq);
         }
@@ -310,8 +300,8 @@ impl PullQueue {
         let room = max.saturating_sub(handed.len());
         if room > 0 && st.outstanding.len() < MAX_OUTSTANDING {
             let mut cursor = st.cursor;
-            let stored = self.log.read(&mut cursor, room, (room * 1024).clamp(16 << 10, 4 << 20)).await.unwrap_or_else(|e| {
-                tracing::warn!(subscription = %self.path, error = %e, "event grid: reading the topic's log failed");
+            let stored = self.parts.log.read(&mut cursor, room, (room * 1024).clamp(16 << 10, 4 << 20)).await.unwrap_or_else(|e| {
+                tracing::warn!(subscription = %self.parts.path, error = %e, "event grid: reading the topic's log failed");
                 Vec::new()
             });
             st.cursor = cursor;
@@ -321,7 +311,7 @@ impl PullQueue {
                     continue;
                 }
                 let Ok(value) = serde_json::from_slice::<Value>(&e.body) else { continue };
-                if !self.subscription.spec.filter.matches(&PublishedEvent::from_stored(self.input, value)) {
+                if !self.parts.subscription.spec.filter.matches(&PublishedEvent::from_stored(self.parts.input, value)) {
                     continue;
                 }
                 self.metrics.matched(1);
@@ -331,7 +321,7 @@ impl PullQueue {
                     continue;
                 }
                 let token = uuid::Uuid::new_v4().to_string();
-                ops.push(Op::Put { key: pull_key(&self.path, e.seq), value: serde_json::to_vec(&record).expect("a pull record serializes") });
+                ops.push(Op::Put { key: pull_key(&self.parts.path, e.seq), value: serde_json::to_vec(&record).expect("a pull record serializes") });
                 st.outstanding.insert(e.seq, Outstanding { record, lock: Some((token.clone(), now + self.lock_ms)) });
                 st.tokens.insert(token.clone(), e.seq);
                 handed.push((e.seq, token, 1));
@@ -339,7 +329,7 @@ impl PullQueue {
         }
         if let Err(e) = self.commit(&mut st, ops) {
             // Handed out anyway: at worst an event is received again after a crash.
-            tracing::warn!(subscription = %self.path, error = %e, "event grid: pull delivery state was not written");
+            tracing::warn!(subscription = %self.parts.path, error = %e, "event grid: pull delivery state was not written");
         }
         self.metrics.set_retrying(st.outstanding.len());
         drop(st);
@@ -349,14 +339,14 @@ impl PullQueue {
         }
         handed.sort_by_key(|(seq, _, _)| *seq);
         let seqs: Vec<i64> = handed.iter().map(|(seq, _, _)| *seq).collect();
-        let mut events: BTreeMap<i64, Value> = read_events(&self.log, self.input, self.input, &seqs).await.into_iter().filter_map(|e| Some((e.seq, serde_json::from_slice(&e.json).ok()?))).collect();
+        let mut events: BTreeMap<i64, Value> = read_events(&self.parts.log, self.parts.input, self.parts.input, &seqs).await.into_iter().filter_map(|e| Some((e.seq, serde_json::from_slice(&e.json).ok()?))).collect();
         Ok(handed.into_iter().filter_map(|(seq, lock_token, delivery_count)| Some(Received { lock_token, delivery_count, event: events.remove(&seq)? })).collect())
     }
 
     /// Applies `how` to each token's event; every token is answered. Acknowledgements
     /// and rejections are durable before this returns.
     pub async fn settle(&self, tokens: &[String], how: Settle) -> Result<LockResults, SettleError> {
-        let now = self.clock.now_ms();
+        let now = self.parts.clock.now_ms();
         let mut results = LockResults::default();
         let mut rejected = Vec::new();
         let mut ops = Vec::new();
@@ -389,13 +379,13 @@ impl PullQueue {
                             o.lock = None;
                             o.record.available_at = now + delay_ms;
                         }) {
-                            ops.push(Op::Put { key: pull_key(&self.path, seq), value: serde_json::to_vec(&o.record).expect("a pull record serializes") });
+                            ops.push(Op::Put { key: pull_key(&self.parts.path, seq), value: serde_json::to_vec(&o.record).expect("a pull record serializes") });
                         }
                     }
                     Settle::Acknowledge | Settle::Reject => {
                         st.tokens.remove(token);
                         if let Some(o) = st.outstanding.remove(seq) {
-                            ops.push(Op::Delete { key: pull_key(&self.path, seq) });
+                            ops.push(Op::Delete { key: pull_key(&self.parts.path, seq) });
                             if how == Settle::Reject {
                                 rejected.push(o.record);
                             } else {
@@ -427,25 +417,25 @@ impl PullQueue {
     fn commit(&self, st: &mut State, mut ops: Vec<Op>) -> Result<Option<lapis_store::Commit>, String> {
         let mark = st.cursor.next_seq;
         if mark > st.mark_written {
-            ops.push(Op::Put { key: mark_key(&self.path), value: mark.to_string().into_bytes() });
+            ops.push(Op::Put { key: mark_key(&self.parts.path), value: mark.to_string().into_bytes() });
         }
         if ops.is_empty() {
             return Ok(None);
         }
-        let commit = self.store.commit(&ops).map_err(|e| e.to_string())?;
+        let commit = self.parts.store.commit(&ops).map_err(|e| e.to_string())?;
         st.mark_written = st.mark_written.max(mark);
         Ok(Some(commit))
     }
 
     async fn dead_letter(&self, given_up: Vec<(PullRecord, DeadLetterReason)>) {
-        let transport = self.transport.get().cloned();
+        let transport = self.parts.transport.get().cloned();
         for (record, reason) in given_up {
-            let events = read_events(&self.log, self.input, self.input, &[record.seq]).await;
+            let events = read_events(&self.parts.log, self.parts.input, self.parts.input, &[record.seq]).await;
             let values: Vec<(Value, Millis)> = events.iter().filter_map(|e| Some((serde_json::from_slice(&e.json).ok()?, e.published_at))).collect();
             let n = values.len();
-            let now = self.clock.now_ms();
-            let (topic, name) = (&self.subscription.topic, &self.subscription.name);
-            let written = write_dead_letter(transport.as_deref(), &self.subscription, n, || namespace_dead_letter_blob(topic, name, &values, reason, record.delivery_count, now)).await;
+            let now = self.parts.clock.now_ms();
+            let (topic, name) = (&self.parts.subscription.topic, &self.parts.subscription.name);
+            let written = write_dead_letter(transport.as_deref(), &self.parts.subscription, n, || namespace_dead_letter_blob(topic, name, &values, reason, record.delivery_count, now)).await;
             if written {
                 self.metrics.dead_lettered(n);
             } else {
