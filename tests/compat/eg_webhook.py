@@ -6,11 +6,14 @@ status the test chooses (or not at all, for a while)."""
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Dict, List, Optional, Union
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 
 @dataclass
@@ -35,7 +38,8 @@ Answer = Union[int, Callable[[Received], int]]
 
 
 class Webhook:
-    def __init__(self, answer: Answer = 200, validate: bool = True, hang_s: float = 0.0) -> None:
+    def __init__(self, answer: Answer = 200, validate: bool = True, hang_s: float = 0.0, tls: Optional[Tuple[Path, Path]] = None) -> None:
+        """`tls` = (certificate, key) PEM files: serve https instead of http."""
         self.answer = answer
         self.validate = validate
         self.hang_s = hang_s
@@ -94,12 +98,18 @@ class Webhook:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/api/updates"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/api/updates"
 
     def notifications(self) -> List[Received]:
         with self.cond:
@@ -129,3 +139,18 @@ class Webhook:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def local_ca(directory: Path) -> Tuple[Path, Path, Path]:
+    """A local CA nobody trusts by default and a certificate it issued for 127.0.0.1
+    (and localhost): (ca certificate, endpoint certificate, endpoint key)."""
+    ca, ca_key = directory / "ca.pem", directory / "ca-key.pem"
+    cert, key, csr, ext = directory / "hook-cert.pem", directory / "hook-key.pem", directory / "hook.csr", directory / "hook.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    for cmd in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", ca_key, "-out", ca, "-subj", "/CN=Lapis test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2", "-out", cert, "-extfile", ext],
+    ):
+        subprocess.run(["openssl", *map(str, cmd)], check=True, capture_output=True)
+    return ca, cert, key

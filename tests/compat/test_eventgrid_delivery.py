@@ -24,7 +24,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 import eh_support
 import sb_support
 from eg_support import admin, create_topic, metrics, publisher, subscribe, unsubscribe, webhook_destination
-from eg_webhook import Webhook
+from eg_webhook import Webhook, local_ca
 from lapis_harness import LapisServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -312,3 +312,23 @@ def test_an_unknown_destination_is_retried_then_delivered_once_it_exists(eg):
         got = list(queue.receive_messages())
         time.sleep(0.1)
     assert [EventGridEvent.from_json(m).data["track"] for m in got] == [1]
+
+
+def test_an_https_webhook_is_used_once_its_ca_is_trusted(eg, hooks, tmp_path):
+    ca, cert, key = local_ca(tmp_path)
+    secure = hooks(tls=(cert, key))
+    assert secure.url.startswith("https://")
+    topic = create_topic(eg, name("secure"))
+    r = admin(eg, "PUT", f"topics/{topic['Name']}/subscriptions/untrusted", {"destination": webhook_destination(secure.url)})
+    assert r.status_code == 400 and "validation handshake failed" in r.json()["error"]["message"], "a local CA is not trusted by default"
+    data = tmp_path / "data"
+    data.mkdir()
+    trusting = LapisServer(data_dir=data, log_dir=tmp_path, extra_args=["--webhook-ca", str(ca)]).start()
+    try:
+        topic = create_topic(trusting, "secure")
+        subscribe(trusting, "secure", "trusted", webhook_destination(secure.url))
+        with publisher(topic) as client:
+            client.send(upload(1))
+        assert [e["data"]["track"] for e in secure.wait_events(1)] == [1]
+    finally:
+        trusting.close()

@@ -365,10 +365,15 @@ pub struct ServeArgs {
     /// PEM private key for the TLS endpoints.
     #[arg(long, env = "LAPIS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A PEM file of certificates (a local CA, or an endpoint's self-signed
+    /// certificate) that Event Grid trusts for https webhooks, beside Mozilla's roots
+    /// (repeatable).
+    #[arg(long = "webhook-ca", env = "LAPIS_WEBHOOK_CA", value_delimiter = ',')]
+    pub webhook_ca: Vec<PathBuf>,
     /// Kafka port for Event Hubs (0 disables it). Reserved.
     #[arg(long, env = "LAPIS_KAFKA_PORT")]
     pub kafka_port: Option<u16>,
-    /// Port of /health, the admin API and (later) Event Grid (0 disables it).
+    /// Port of /health, the admin API and Event Grid (0 disables it).
     #[arg(long, env = "LAPIS_HTTP_PORT")]
     pub http_port: Option<u16>,
     #[arg(long, value_enum, env = "LAPIS_DURABILITY")]

@@ -26,6 +26,8 @@ struct FileSettings {
     amqps_port: Option<u16>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    #[serde(default)]
+    webhook_ca: Vec<PathBuf>,
     kafka_port: Option<u16>,
     http_port: Option<u16>,
     durability: Option<DurabilityArg>,
@@ -96,6 +98,8 @@ pub struct Settings {
     pub sas_keys: lapis_core::auth::sas_token::SasKeys,
     /// Most partitions an event hub may have.
     pub max_partitions: u32,
+    /// Certificates Event Grid trusts for https webhooks, beside Mozilla's roots.
+    pub webhook_ca: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -166,6 +170,7 @@ impl Settings {
             eventgrid,
             sas_keys,
             max_partitions: args.max_partitions.or(file.max_partitions).unwrap_or(lapis_core::stream::DEFAULT_MAX_PARTITIONS),
+            webhook_ca: if args.webhook_ca.is_empty() { file.webhook_ca } else { args.webhook_ca },
         })
     }
 }

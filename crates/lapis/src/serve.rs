@@ -160,7 +160,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         servers.spawn(lapis_http::server::serve(listener, move |req| admin.clone().handle(req), shutdown_rx.clone()));
     }
     eventgrid.events.start_delivery(Arc::new(crate::eventgrid_transport::LapisTransport {
-        webhooks: lapis_http::webhook::WebhookClient::new(),
+        webhooks: lapis_http::webhook::WebhookClient::new(&settings.webhook_ca)?,
         queues: queues.clone(),
         broker: servicebus.broker.clone(),
         streams: eventhubs.streams.clone(),
