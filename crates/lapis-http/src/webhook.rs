@@ -122,7 +122,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "no certificate here\n").unwrap();
-        let err = super::WebhookClient::new(&[empty.clone()]).err().expect("refused");
+        let err = super::WebhookClient::new(std::slice::from_ref(&empty)).err().expect("refused");
         assert!(err.to_string().contains("empty.pem"), "{err}");
         assert!(super::WebhookClient::new(&[dir.join("missing.pem")]).is_err());
         assert!(super::WebhookClient::new(&[]).is_ok(), "Mozilla's roots alone");
