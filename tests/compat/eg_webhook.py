@@ -38,8 +38,10 @@ Answer = Union[int, Callable[[Received], int]]
 
 
 class Webhook:
-    def __init__(self, answer: Answer = 200, validate: bool = True, hang_s: float = 0.0, tls: Optional[Tuple[Path, Path]] = None) -> None:
-        """`tls` = (certificate, key) PEM files: serve https instead of http."""
+    def __init__(self, answer: Answer = 200, validate: Union[bool, str] = True, hang_s: float = 0.0, tls: Optional[Tuple[Path, Path]] = None) -> None:
+        """`validate`: True answers the handshake, False refuses it, "manual" answers
+        200 without the code (the test then GETs the validation URL). `tls` =
+        (certificate, key) PEM files: serve https instead of http."""
         self.answer = answer
         self.validate = validate
         self.hang_s = hang_s
@@ -84,6 +86,9 @@ class Webhook:
                     if not hook.validate:
                         self._reply(404)
                         return
+                    if hook.validate == "manual":
+                        self._reply(200)
+                        return
                     code = json.loads(got.body)[0]["data"]["validationCode"]
                     self._reply(200, json.dumps({"validationResponse": code}).encode(), {"Content-Type": "application/json"})
                     return
@@ -121,6 +126,11 @@ class Webhook:
 
     def events(self) -> List[dict]:
         return [e for r in self.notifications() for e in r.events()]
+
+    def validation_url(self) -> str:
+        """The `validationUrl` of the last validation event received."""
+        [*_, last] = [r for r in self.handshakes() if r.kind == "SubscriptionValidation"]
+        return last.events()[0]["data"]["validationUrl"]
 
     def wait_for(self, check: Callable[["Webhook"], bool], timeout: float = 15.0, what: str = "deliveries") -> None:
         deadline = time.monotonic() + timeout

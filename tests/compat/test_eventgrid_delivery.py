@@ -14,6 +14,7 @@ import time
 import uuid
 
 import pytest
+import requests
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridEvent
 from azure.eventhub import EventHubConsumerClient
@@ -146,6 +147,35 @@ def test_a_webhook_that_fails_the_handshake_is_refused(eg, hooks):
     r = admin(eg, "PUT", f"topics/{topic['Name']}/subscriptions/nobody", {"destination": webhook_destination("http://127.0.0.1:9/none")})
     assert r.status_code == 400, r.text
     assert admin(eg, "GET", f"topics/{topic['Name']}/subscriptions").json()["Subscriptions"] == []
+
+
+def test_manual_validation_through_the_validation_url(eg, hooks):
+    topic = create_topic(eg, name("manual"))
+    by_hand = hooks(validate="manual")
+    sub = subscribe(eg, topic["Name"], "by-hand", webhook_destination(by_hand.url))
+    assert sub["provisioningState"] == "AwaitingManualAction"
+    url = by_hand.validation_url()
+    assert url == sub["validationUrl"] and url.startswith(eg.http_url)
+    with publisher(topic) as client:
+        client.send(upload(1))
+    time.sleep(0.5)
+    assert by_hand.notifications() == [], "nothing is delivered before the endpoint validates"
+    r = requests.get(url.replace("code=", "code=X"), timeout=10)
+    assert r.status_code == 400, "a wrong code does not validate"
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200, r.text
+    assert admin(eg, "GET", f"topics/{topic['Name']}/subscriptions/by-hand").json()["provisioningState"] == "Succeeded"
+    with publisher(topic) as client:
+        client.send(upload(2))
+    assert [e["data"]["track"] for e in by_hand.wait_events(1)] == [2], "events from validation on"
+
+    late = hooks(validate="manual")
+    subscribe(eg, topic["Name"], "too-late", webhook_destination(late.url))
+    eg.advance_clock(11 * 60)
+    assert admin(eg, "GET", f"topics/{topic['Name']}/subscriptions/too-late").json()["provisioningState"] == "Failed"
+    r = requests.get(late.validation_url(), timeout=10)
+    assert r.status_code == 400 and "expired" in r.json()["error"]["message"]
+    unsubscribe(eg, topic["Name"], "too-late")
 
 
 def test_a_failing_webhook_is_retried_on_schedule_then_dead_lettered_to_a_blob(eg, hooks):

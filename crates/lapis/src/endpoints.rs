@@ -16,6 +16,11 @@ fn host_text(host: IpAddr) -> String {
     }
 }
 
+/// The HTTP endpoint as clients on this machine reach it (`http://127.0.0.1:5300`).
+pub fn http_base(s: &Settings) -> String {
+    format!("http://{}:{}", host_text(s.host), s.http_port)
+}
+
 pub fn banner(s: &Settings) -> String {
     let host = host_text(s.host);
     let mut out = String::new();

@@ -159,6 +159,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let admin = Arc::new(AdminApi { test_clock, broker: servicebus.broker.clone(), streams: eventhubs.streams.clone(), events: eventgrid.events.clone(), sas_keys: settings.sas_keys.clone() });
         servers.spawn(lapis_http::server::serve(listener, move |req| admin.clone().handle(req), shutdown_rx.clone()));
     }
+    eventgrid.events.set_public_endpoint(&endpoints::http_base(&settings));
     eventgrid.events.start_delivery(Arc::new(crate::eventgrid_transport::LapisTransport {
         webhooks: lapis_http::webhook::WebhookClient::new(&settings.webhook_ca)?,
         queues: queues.clone(),

@@ -26,4 +26,4 @@ pub use model::{check_topic_name, resource_path, InputSchema, TopicKind, TopicRe
 pub use publish::{parse_publish, PublishedEvent};
 pub use subscription::{check_subscription_name, Destination, RetryPolicy, SubscriptionSpec};
 pub use recovery::EventsRecovery;
-pub use service::{EventGridService, PublishCredential, Published, SubscriptionRecord, TopicView};
+pub use service::{EventGridService, ManualValidation, PublishCredential, Published, SubscriptionRecord, TopicView};

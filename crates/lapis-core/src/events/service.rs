@@ -54,6 +54,31 @@ pub struct SubscriptionRecord {
     pub name: String,
     pub created_at: crate::clock::Millis,
     pub spec: SubscriptionSpec,
+    /// Set while a webhook that chose manual validation has not yet GOT its
+    /// validation URL: nothing is delivered until it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_validation: Option<ManualValidation>,
+}
+
+/// A manual validation the endpoint still owes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ManualValidation {
+    pub code: String,
+    pub url: String,
+    /// The GET must come before this.
+    pub until: crate::clock::Millis,
+}
+
+impl SubscriptionRecord {
+    /// Azure's `provisioningState`: `Succeeded`, or `AwaitingManualAction` until the
+    /// endpoint validates by hand (`Failed` once its time is up).
+    pub fn provisioning_state(&self, now: crate::clock::Millis) -> &'static str {
+        match &self.awaiting_validation {
+            None => "Succeeded",
+            Some(v) if now <= v.until => "AwaitingManualAction",
+            Some(_) => "Failed",
+        }
+    }
 }
 
 pub(super) type Subscriptions = Arc<RwLock<BTreeMap<String, SubscriptionRecord>>>;
@@ -122,6 +147,8 @@ pub struct EventGridService {
     pub(super) transport: Arc<OnceLock<Arc<dyn DeliveryTransport>>>,
     /// What recovery found of each subscription's delivery, until delivery starts.
     pub(super) resume: Mutex<BTreeMap<String, Resume>>,
+    /// Where this server's HTTP endpoint is, for validation URLs.
+    pub(super) public_base: OnceLock<String>,
 }
 
 impl EventGridService {
@@ -144,9 +171,20 @@ impl EventGridService {
                 None => tracing::warn!(topic = %sub.topic, subscription = %sub.name, "event grid recovery: a subscription of no topic; skipped"),
             }
         }
-        let service = EventGridService { store, logs, clock, topics: RwLock::new(topics), next_id: AtomicU64::new(next_id), transport: Arc::default(), resume: Mutex::new(resume) };
+        let service = EventGridService { store, logs, clock, topics: RwLock::new(topics), next_id: AtomicU64::new(next_id), transport: Arc::default(), resume: Mutex::new(resume), public_base: OnceLock::new() };
         service.open_pull_queues();
         Ok(service)
+    }
+
+    /// Where clients reach this server's HTTP endpoint (`http://127.0.0.1:5300`): the
+    /// base of the validation URLs handed to webhooks.
+    pub fn set_public_endpoint(&self, base: &str) {
+        let _ = self.public_base.set(base.trim_end_matches('/').to_string());
+    }
+
+    /// The service's clock (the shiftable one under test).
+    pub fn now_ms(&self) -> crate::clock::Millis {
+        self.clock.now_ms()
     }
 
     pub(super) fn topic(&self, name: &str) -> EventsResult<Arc<Topic>> {

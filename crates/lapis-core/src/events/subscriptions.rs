@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use lapis_store::Op;
 
-use super::delivery::outbound::{check_options, check_validation, options_request, validation_request};
+use super::delivery::outbound::{check_options, check_validation, options_request, validation_code, validation_request, Validation, MANUAL_VALIDATION_MS};
 use super::delivery::pull::{pull_prefix, LockResults, PullParts, PullQueue, Received, Settle, SettleError, MAX_LOCK_TOKENS, MAX_RECEIVE_EVENTS, MAX_WAIT_SECONDS, MIN_WAIT_SECONDS, RELEASE_DELAYS};
 use super::delivery::state::{mark_key, retry_prefix, subscription_path};
 use super::delivery::worker::{Context, Resume};
@@ -16,7 +16,7 @@ use super::error::{EventsError, EventsResult};
 use super::model::{resource_path, InputSchema, TopicKind};
 use crate::auth::eventgrid_sas::check_key;
 use super::running::Running;
-use super::service::{subscription_key, EventGridService, SubscriptionRecord, Topic};
+use super::service::{subscription_key, EventGridService, ManualValidation, SubscriptionRecord, Topic};
 use super::subscription::{check_subscription_name, Destination, SubscriptionSpec};
 
 impl EventGridService {
@@ -34,10 +34,21 @@ impl EventGridService {
         if t.subscriptions.read().contains_key(&name.to_ascii_lowercase()) {
             return Err(EventsError::SubscriptionAlreadyExists { topic: topic.to_string(), name: name.to_string() });
         }
+        let mut awaiting_validation = None;
         if let Some(transport) = self.transport.get() {
-            validate_endpoint(transport.as_ref(), &t.record.name, name, &spec.destination, output, self.clock.now_ms()).await?;
+            let code = validation_code();
+            let url = format!(
+                "{}/eventgrid/validate?topic={}&subscription={}&code={code}",
+                self.public_base.get().map(String::as_str).unwrap_or("http://127.0.0.1:5300"),
+                t.record.name,
+                name
+            );
+            let now = self.clock.now_ms();
+            if validate_endpoint(transport.as_ref(), &t.record.name, name, &spec.destination, output, now, &code, &url).await? == Validation::Manual {
+                awaiting_validation = Some(ManualValidation { code, url, until: now + MANUAL_VALIDATION_MS });
+            }
         }
-        let record = SubscriptionRecord { topic: t.record.name.clone(), name: name.to_string(), created_at: self.clock.now_ms(), spec };
+        let record = SubscriptionRecord { topic: t.record.name.clone(), name: name.to_string(), created_at: self.clock.now_ms(), spec, awaiting_validation };
         let path = subscription_path(&record.topic, name);
         let mark = t.log.info().last_seq + 1;
         let commit = {
@@ -107,6 +118,34 @@ impl EventGridService {
             self.store.commit(&ops)?
         };
         Ok(commit.durable().await?)
+    }
+
+    /// A webhook's GET of its validation URL: the subscription becomes active (from
+    /// the events published after now) if the code is its own and in time.
+    pub async fn validate_manually(&self, topic: &str, name: &str, code: &str) -> EventsResult<()> {
+        let t = self.topic(topic)?;
+        let now = self.clock.now_ms();
+        let (record, mark, commit) = {
+            let mut subs = t.subscriptions.write();
+            let key = name.to_ascii_lowercase();
+            let current = subs.get(&key).cloned().ok_or_else(|| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })?;
+            match &current.awaiting_validation {
+                None => return Ok(()),
+                Some(v) if !v.code.eq_ignore_ascii_case(code) => return Err(EventsError::Invalid("The validation code is not this subscription's.".into())),
+                Some(v) if now > v.until => return Err(EventsError::Invalid("The validation URL has expired; delete the event subscription and create it again.".into())),
+                Some(_) => {}
+            }
+            let record = SubscriptionRecord { awaiting_validation: None, ..current };
+            let path = subscription_path(&record.topic, &record.name);
+            let mark = t.log.info().last_seq + 1;
+            let value = serde_json::to_vec(&record).expect("a subscription record serializes");
+            let commit = self.store.commit(&[Op::Put { key: subscription_key(&record.topic, &record.name), value }, Op::Put { key: mark_key(&path), value: mark.to_string().into_bytes() }])?;
+            subs.insert(key, record.clone());
+            (record, mark, commit)
+        };
+        commit.durable().await?;
+        self.run(&t, &record, Resume { mark, ..Resume::default() });
+        Ok(())
     }
 
     /// Starts delivering every subscription through `transport`, each from where it
@@ -210,7 +249,7 @@ impl EventGridService {
     }
 
     fn run(&self, topic: &Arc<Topic>, record: &SubscriptionRecord, resume: Resume) {
-        if matches!(record.spec.destination, Destination::Queue { .. }) {
+        if matches!(record.spec.destination, Destination::Queue { .. }) || record.awaiting_validation.is_some() {
             return;
         }
         let Some(transport) = self.transport.get().cloned() else { return };
@@ -247,19 +286,21 @@ pub(super) async fn stop_delivery_of(topic: &Topic, key: &str) {
 }
 
 /// The handshake a webhook must pass before it gets events: the validation event
-/// for Event Grid schema delivery, the CloudEvents OPTIONS request otherwise.
-async fn validate_endpoint(transport: &dyn DeliveryTransport, topic: &str, name: &str, destination: &Destination, output: InputSchema, now: i64) -> EventsResult<()> {
-    let Destination::WebHook { endpoint_url, .. } = destination else { return Ok(()) };
+/// for Event Grid schema delivery (answered with the code, or later by hand), the
+/// CloudEvents OPTIONS request otherwise.
+#[allow(clippy::too_many_arguments)]
+async fn validate_endpoint(transport: &dyn DeliveryTransport, topic: &str, name: &str, destination: &Destination, output: InputSchema, now: i64, code: &str, url: &str) -> EventsResult<Validation> {
+    let Destination::WebHook { endpoint_url, .. } = destination else { return Ok(Validation::Echoed) };
     let no_answer = |f: HttpFailure| match f {
         HttpFailure::TimedOut => "the endpoint did not answer within 30 seconds".to_string(),
         HttpFailure::Unreachable(why) | HttpFailure::BadUrl(why) => why,
     };
     let outcome = match output {
         InputSchema::EventGrid => {
-            let (request, code) = validation_request(endpoint_url, name, &resource_path(topic), now);
-            transport.http(request).await.map_err(no_answer).and_then(|r| check_validation(&r, &code))
+            let request = validation_request(endpoint_url, name, &resource_path(topic), now, code, url);
+            transport.http(request).await.map_err(no_answer).and_then(|r| check_validation(&r, code))
         }
-        InputSchema::CloudEvents => transport.http(options_request(endpoint_url)).await.map_err(no_answer).and_then(|r| check_options(&r)),
+        InputSchema::CloudEvents => transport.http(options_request(endpoint_url)).await.map_err(no_answer).and_then(|r| check_options(&r).map(|()| Validation::Echoed)),
     };
     outcome.map_err(|why| EventsError::ValidationFailed { url: endpoint_url.clone(), why })
 }

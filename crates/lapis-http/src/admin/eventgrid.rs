@@ -60,6 +60,10 @@ fn describe_subscription(events: &EventGridService, s: &SubscriptionRecord) -> V
         fields.insert("name".into(), json!(s.name));
         fields.insert("topic".into(), json!(s.topic));
         fields.insert("createdAt".into(), json!(s.created_at));
+        fields.insert("provisioningState".into(), json!(s.provisioning_state(events.now_ms())));
+        if let Some(v) = &s.awaiting_validation {
+            fields.insert("validationUrl".into(), json!(v.url));
+        }
         if let Ok(metrics) = events.delivery_metrics(&s.topic, &s.name) {
             fields.insert("deliveryMetrics".into(), serde_json::to_value(metrics).unwrap_or(Value::Null));
         }

@@ -51,12 +51,39 @@ fn ok() -> HttpResponse {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
+/// Where a webhook that validates by hand sends its GET (the `validationUrl`).
+pub const VALIDATE_PATH: &str = "/eventgrid/validate";
+
 /// Whether `path` is Event Grid's to answer.
 pub fn handles(path: &str) -> bool {
-    path.starts_with(PREFIX)
+    path.starts_with(PREFIX) || path == VALIDATE_PATH
+}
+
+/// `GET /eventgrid/validate?topic=T&subscription=S&code=C`: manual validation.
+async fn validate(events: &EventGridService, req: &Request<Incoming>) -> HttpResponse {
+    let param = |name: &str| {
+        req.uri().query().unwrap_or("").split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == name).then(|| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+        })
+    };
+    let (Some(topic), Some(subscription), Some(code)) = (param("topic"), param("subscription"), param("code")) else {
+        return error(StatusCode::BAD_REQUEST, "BadRequest", "A validation URL names its topic, subscription and code.");
+    };
+    match events.validate_manually(&topic, &subscription, &code).await {
+        Ok(()) => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(Full::new(Bytes::from_static(b"Webhook successfully validated as a subscription endpoint.")))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+        Err(e) => from_events(&e),
+    }
 }
 
 pub async fn handle(events: &EventGridService, req: Request<Incoming>) -> HttpResponse {
+    if req.uri().path() == VALIDATE_PATH {
+        return validate(events, &req).await;
+    }
     if namespace::handles(req.uri().path()) {
         return namespace::handle(events, req).await;
     }

@@ -134,17 +134,26 @@ pub fn message_id(topic: &str, subscription: &str, seq: i64) -> String {
     uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
 }
 
-/// The Event Grid schema handshake: a `SubscriptionValidationEvent` whose code the
-/// endpoint must echo. Returns the request and the code.
-pub fn validation_request(url: &str, subscription: &str, topic_path: &str, now: Millis) -> (HttpRequest, String) {
-    let code = uuid::Uuid::new_v4().to_string().to_ascii_uppercase();
+/// How long an endpoint that chose manual validation has to GET its
+/// `validationUrl` (the service's 10 minutes).
+pub const MANUAL_VALIDATION_MS: Millis = 10 * 60 * 1000;
+
+/// A fresh validation code.
+pub fn validation_code() -> String {
+    uuid::Uuid::new_v4().to_string().to_ascii_uppercase()
+}
+
+/// The Event Grid schema handshake: a `SubscriptionValidationEvent` carrying `code`,
+/// which the endpoint echoes, or whose `validation_url` it GETs later (manual
+/// validation).
+pub fn validation_request(url: &str, subscription: &str, topic_path: &str, now: Millis, code: &str, validation_url: &str) -> HttpRequest {
     let event = serde_json::json!([{
         "id": uuid::Uuid::new_v4().to_string(),
         "topic": topic_path,
         "subject": "",
         "data": {
             "validationCode": code,
-            "validationUrl": format!("http://127.0.0.1/eventgrid/validate?id={code}&subscription={subscription}"),
+            "validationUrl": validation_url,
         },
         "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
         "eventTime": iso8601_7(now),
@@ -160,20 +169,29 @@ pub fn validation_request(url: &str, subscription: &str, topic_path: &str, now: 
         ("aeg-data-version", "1".to_string()),
     ];
     let body = serde_json::to_vec(&event).expect("JSON values serialize");
-    (HttpRequest { method: HttpMethod::Post, url: url.to_string(), headers, body, timeout: ATTEMPT_TIMEOUT }, code)
+    HttpRequest { method: HttpMethod::Post, url: url.to_string(), headers, body, timeout: ATTEMPT_TIMEOUT }
 }
 
-/// Whether the endpoint passed the Event Grid schema handshake: 200 with
-/// `{"validationResponse": code}` (202 and other codes do not count).
-pub fn check_validation(response: &HttpResponse, code: &str) -> Result<(), String> {
+/// How an endpoint answered the validation event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// 200 with `{"validationResponse": code}`: valid now.
+    Echoed,
+    /// 200 without a code: it will GET the validation URL (manual validation).
+    Manual,
+}
+
+/// Whether the endpoint passed the Event Grid schema handshake: 200 with the code
+/// echoed, or 200 without one (manual validation); 202 and other codes do not count.
+pub fn check_validation(response: &HttpResponse, code: &str) -> Result<Validation, String> {
     if response.status != 200 {
         return Err(format!("the endpoint answered the validation event with {} (it must answer 200 with the validation code)", response.status));
     }
     let echoed = serde_json::from_slice::<Value>(&response.body).ok().and_then(|v| v.get("validationResponse").and_then(Value::as_str).map(str::to_string));
     match echoed {
-        Some(c) if c.eq_ignore_ascii_case(code) => Ok(()),
+        Some(c) if c.eq_ignore_ascii_case(code) => Ok(Validation::Echoed),
         Some(c) => Err(format!("the endpoint answered validation code '{c}', not '{code}'")),
-        None => Err("the endpoint's answer to the validation event has no validationResponse".into()),
+        None => Ok(Validation::Manual),
     }
 }
 
@@ -334,14 +352,16 @@ mod tests {
 
     #[test]
     fn handshakes_need_the_echoed_code_or_the_allowed_origin() {
-        let (req, code) = validation_request("http://h/x", "s", "/t", 0);
+        let code = validation_code();
+        let req = validation_request("http://h/x", "s", "/t", 0, &code, "http://lapis/eventgrid/validate");
         let sent: Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(sent[0]["data"]["validationCode"], code.as_str());
+        assert_eq!(sent[0]["data"]["validationUrl"], "http://lapis/eventgrid/validate");
         let answer = |status, body: Value| HttpResponse { status, headers: vec![], body: serde_json::to_vec(&body).unwrap() };
-        assert!(check_validation(&answer(200, json!({"validationResponse": code})), &code).is_ok());
+        assert_eq!(check_validation(&answer(200, json!({"validationResponse": code})), &code), Ok(Validation::Echoed));
         assert!(check_validation(&answer(202, json!({"validationResponse": code})), &code).is_err());
         assert!(check_validation(&answer(200, json!({"validationResponse": "nope"})), &code).is_err());
-        assert!(check_validation(&answer(200, json!({})), &code).is_err());
+        assert_eq!(check_validation(&answer(200, json!({})), &code), Ok(Validation::Manual), "no code: the endpoint validates by hand");
         let allowed = HttpResponse { status: 200, headers: vec![("webhook-allowed-origin".into(), ORIGIN.into())], body: vec![] };
         assert!(check_options(&allowed).is_ok());
         assert!(check_options(&HttpResponse { status: 200, ..Default::default() }).is_err());
