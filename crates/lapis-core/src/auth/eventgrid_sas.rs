@@ -2,8 +2,10 @@
 //! token (`aeg-sas-token`) `r=<url-encoded resource>&e=<url-encoded expiry>&s=<url-encoded
 //! signature>`, the signature being base64 HMAC-SHA256, under the base64-decoded key,
 //! of the token's own text before `&s=`. The SDKs write the expiry differently (Python
-//! `2030-01-01 00:00:00[.ffffff][+00:00]`, JavaScript `1/1/2030 12:00:00 AM`, both
-//! UTC), so the signed text is taken as sent, never rebuilt.
+//! `2030-01-01 00:00:00[.ffffff][+00:00]`, JavaScript `1/1/2030 12:00:00 AM`, .NET
+//! `1/1/2030 12:00:00 AM +00:00` (its offset may be a local one), Java
+//! `1/1/2030 12:0:0 AM`), and .NET and Java form-encode (`+` for a space, lowercase or
+//! uppercase hex), so the signed text is taken as sent, never rebuilt.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -74,13 +76,16 @@ pub fn check_token(keys: &[String], token: &str, now: Millis) -> Result<PublishT
     Ok(PublishToken { resource, expires_at })
 }
 
+/// Percent-decoding, with `+` as a space: .NET's `HttpUtility.UrlEncode` and Java's
+/// `URLEncoder` write spaces so, and every SDK writes a real `+` as `%2B`.
 fn decode(v: &str) -> Result<String, PublishAuthError> {
-    percent_decode_str(v).decode_utf8().map(|s| s.into_owned()).map_err(|_| PublishAuthError::MalformedToken("text that is not UTF-8"))
+    let spaced = v.replace('+', " ");
+    percent_decode_str(&spaced).decode_utf8().map(|s| s.into_owned()).map_err(|_| PublishAuthError::MalformedToken("text that is not UTF-8"))
 }
 
-/// An expiry as either SDK writes it (UTC), or RFC 3339.
+/// An expiry as the SDKs write it, or RFC 3339.
 fn parse_expiry(text: &str) -> Option<Millis> {
-    crate::time_fmt::parse_iso8601(text).or_else(|| python_expiry(text)).or_else(|| javascript_expiry(text))
+    crate::time_fmt::parse_iso8601(text).or_else(|| python_expiry(text)).or_else(|| us_expiry(text))
 }
 
 /// `YYYY-MM-DD hh:mm:ss[.ffffff][+00:00]`: Python's `str(datetime)`.
@@ -96,10 +101,19 @@ fn python_expiry(text: &str) -> Option<Millis> {
     utc_ms(year, month, day, hour, minute, second).map(|ms| ms + micros / 1000)
 }
 
-/// `M/D/YYYY h:mm:ss AM|PM`: the JavaScript SDK's, on a 12-hour clock.
-fn javascript_expiry(text: &str) -> Option<Millis> {
-    let mut words = text.split(' ');
+/// `M/D/YYYY h:mm:ss AM|PM` on a 12-hour clock, in UTC: JavaScript's, and Java's
+/// (`M/d/yyyy h:m:s a`, minutes and seconds unpadded); .NET's `DateTimeOffset` in the
+/// en-US culture adds its offset (`12/1/2026 10:00:00 AM +00:00`).
+fn us_expiry(text: &str) -> Option<Millis> {
+    let mut words = text.split_whitespace();
     let (date, clock, half) = (words.next()?, words.next()?, words.next()?);
+    let offset_ms = match words.next() {
+        None => 0,
+        Some(offset) => utc_offset_ms(offset)?,
+    };
+    if words.next().is_some() {
+        return None;
+    }
     let mut d = date.splitn(3, '/').map(|n| n.parse::<i64>().ok());
     let (month, day, year) = (d.next()??, d.next()??, d.next()??);
     let mut t = clock.splitn(3, ':').map(|n| n.parse::<i64>().ok());
@@ -107,12 +121,25 @@ fn javascript_expiry(text: &str) -> Option<Millis> {
     if !(1..=12).contains(&hour12) {
         return None;
     }
-    let hour = match half {
+    let hour = match half.to_ascii_uppercase().as_str() {
         "AM" => hour12 % 12,
         "PM" => hour12 % 12 + 12,
         _ => return None,
     };
-    utc_ms(year, month, day, hour, minute, second)
+    // A wall time at +02:00 is two hours ahead of UTC.
+    utc_ms(year, month, day, hour, minute, second).map(|ms| ms - offset_ms)
+}
+
+/// `+HH:MM` or `-HH:MM`.
+fn utc_offset_ms(text: &str) -> Option<Millis> {
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    let (h, m) = (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?);
+    (h <= 14 && m < 60).then_some(sign * (h * 60 + m) * 60_000)
 }
 
 fn utc_ms(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i64) -> Option<Millis> {
@@ -148,6 +175,40 @@ mod tests {
         }
     }
 
+    /// `text` as .NET's `HttpUtility.UrlEncode` (lowercase hex) or Java's `URLEncoder`
+    /// (uppercase) write it: spaces as `+`, only letters, digits and `-_.*` (Java) or
+    /// `-_.!*()` (.NET) left alone.
+    fn form_encode(text: &str, upper: bool) -> String {
+        text.bytes()
+            .map(|b| match b {
+                b' ' => "+".to_string(),
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => (b as char).to_string(),
+                _ if upper => format!("%{b:02X}"),
+                _ => format!("%{b:02x}"),
+            })
+            .collect()
+    }
+
+    /// A token as the .NET (`EventGridSasBuilder.GenerateSas`) or Java
+    /// (`EventGridPublisherClient.generateSas`) SDK builds it: the signature is over
+    /// the encoded `r=…&e=…`.
+    fn sdk_token(expiry: &str, upper: bool) -> String {
+        let resource = "https://eg-topic.westus-2.eventgrid.azure.net/api/events?api-version=2018-01-01";
+        let unsigned = format!("r={}&e={}", form_encode(resource, upper), form_encode(expiry, upper));
+        let sig = crate::auth::sign(&B64.decode(KEY).unwrap(), &unsigned);
+        format!("{unsigned}&s={}", form_encode(&sig, upper))
+    }
+
+    #[test]
+    fn dotnet_and_java_tokens_verify_until_they_expire() {
+        for (token, who) in [(sdk_token("1/1/2020 12:00:00 AM +00:00", false), ".NET"), (sdk_token("12/31/2019 7:00:00 PM -05:00", false), ".NET, local time"), (sdk_token("1/1/2020 12:0:0 AM", true), "Java")] {
+            let t = check_token(&keys(), &token, JAN_1_2020 - 1).unwrap_or_else(|e| panic!("{who} {token}: {e}"));
+            assert_eq!(t.expires_at, JAN_1_2020, "{who}");
+            assert!(t.resource.ends_with("?api-version=2018-01-01"), "{who}");
+            assert!(matches!(check_token(&keys(), &token, JAN_1_2020), Err(PublishAuthError::Expired(_))), "{who}");
+        }
+    }
+
     #[test]
     fn a_changed_token_or_another_key_fails() {
         let other = vec!["b3RoZXIga2V5".to_string()];
@@ -168,9 +229,13 @@ mod tests {
     #[test]
     fn expiry_formats() {
         assert_eq!(python_expiry("2020-01-01 00:00:00.5"), Some(JAN_1_2020 + 500));
-        assert_eq!(javascript_expiry("12/31/2019 11:59:59 PM"), Some(JAN_1_2020 - 1000));
-        assert_eq!(javascript_expiry("1/1/2020 12:00:01 PM"), Some(JAN_1_2020 + 12 * 3_600_000 + 1000));
-        assert_eq!(javascript_expiry("1/1/2020 13:00:00 PM"), None);
+        assert_eq!(us_expiry("12/31/2019 11:59:59 PM"), Some(JAN_1_2020 - 1000));
+        assert_eq!(us_expiry("1/1/2020 12:00:01 PM"), Some(JAN_1_2020 + 12 * 3_600_000 + 1000));
+        assert_eq!(us_expiry("1/1/2020 13:00:00 PM"), None);
+        assert_eq!(us_expiry("1/1/2020 12:0:0 AM"), Some(JAN_1_2020), "Java pads nothing");
+        assert_eq!(us_expiry("1/1/2020 2:00:00 AM +02:00"), Some(JAN_1_2020), ".NET writes the offset");
+        assert_eq!(us_expiry("12/31/2019 7:00:00 PM -05:00"), Some(JAN_1_2020));
+        assert_eq!(us_expiry("1/1/2020 12:00:00 AM +25:00"), None);
         assert_eq!(parse_expiry("2020-01-01T00:00:00Z"), Some(JAN_1_2020));
     }
 
