@@ -9,12 +9,14 @@
 //!   block blobs with metadata, ETag conditions, listing).
 //! - [`storage_rules`]: the names and metadata rules the storage services share.
 //! - [`stream`]: Event Hubs (hubs, partitions, consumer groups, epochs, retention).
+//! - [`advisor`]: which service fits a communication task (`lapis choose`).
 //! - [`auth`]: storage accounts and keys, HMAC signatures, SAS rules.
 //! - [`clock`]: the injected clock, so tests can move time without sleeping.
 //!
 //! This crate speaks in domain types. It must not know about HTTP, XML or AMQP; it
 //! persists through the [`lapis_store::Store`] trait.
 
+pub mod advisor;
 pub mod auth;
 pub mod blob;
 pub mod broker;

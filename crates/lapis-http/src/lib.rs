@@ -10,10 +10,12 @@
 //! - [`blob`]: the Blob REST subset Event Hubs checkpoint stores use.
 //! - [`eventgrid`]: Event Grid publishing to custom topics.
 //! - [`webhook`]: the HTTP client Event Grid push delivery sends with.
+//! - [`choose`]: the advisor's page (`GET /choose`).
 //! - [`admin`]: `/health`, the admin API and the test clock on the HTTP port.
 
 pub mod admin;
 pub mod blob;
+pub mod choose;
 pub mod eventgrid;
 pub mod header_case;
 pub mod queue;

@@ -24,6 +24,89 @@ pub enum Command {
     Eh(EhArgs),
     /// Manage Event Grid topics of a running server (through its admin API).
     Eg(EgArgs),
+    /// Which service fits a communication task, and why (flags, --ask for questions,
+    /// or --scenario for the music-share app's tasks).
+    Choose(ChooseArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProtocolArg {
+    Any,
+    Http,
+    Amqp,
+    Kafka,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScenarioArg {
+    /// A track upload: a job with a large audio file.
+    Upload,
+    /// A comment: stored once, in order per track.
+    Comment,
+    /// "A track was published": independent handlers react.
+    TrackPublished,
+    /// Plays: listening telemetry, aggregated and replayable.
+    Plays,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChooseArgs {
+    /// It is an event: something happened, and the sender expects nothing of who hears it.
+    #[arg(long, conflicts_with = "message")]
+    pub event: bool,
+    /// It is a message: the sender hands over work and expects it done (the default).
+    #[arg(long)]
+    pub message: bool,
+    /// Items must be handled in the order sent.
+    #[arg(long)]
+    pub ordered: bool,
+    /// A retried send must be stored once.
+    #[arg(long)]
+    pub dedup: bool,
+    /// Several operations must commit together.
+    #[arg(long)]
+    pub transactions: bool,
+    /// Related items go to one consumer at a time.
+    #[arg(long)]
+    pub sessions: bool,
+    /// Typical item size in KB.
+    #[arg(long, default_value_t = 1)]
+    pub size_kb: u64,
+    /// The most that may wait unprocessed, in GB.
+    #[arg(long, default_value_t = 1.0)]
+    pub backlog_gb: f64,
+    /// Items per second at peak.
+    #[arg(long, default_value_t = 10)]
+    pub rate: u64,
+    /// A continuous stream (telemetry, clicks, logs).
+    #[arg(long)]
+    pub streaming: bool,
+    /// Independent handlers that each get every item.
+    #[arg(long, default_value_t = 1)]
+    pub handlers: u32,
+    /// The service should call the handlers.
+    #[arg(long, conflicts_with = "pull")]
+    pub push: bool,
+    /// Handlers ask for work when ready.
+    #[arg(long)]
+    pub pull: bool,
+    /// Consumers must be able to read again what they read.
+    #[arg(long)]
+    pub replay: bool,
+    #[arg(long, value_enum, default_value = "any")]
+    pub protocol: ProtocolArg,
+    /// Answer for one of the music-share app's tasks.
+    #[arg(long, value_enum)]
+    pub scenario: Option<ScenarioArg>,
+    /// Ask the questions in the terminal.
+    #[arg(long)]
+    pub ask: bool,
+    /// Print the advice as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The server's config file, so connection strings match its ports.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// Where the admin API is and the key that signs requests to it.
@@ -333,6 +416,24 @@ pub enum DurabilityArg {
     Strict,
     /// Acknowledge after the write reaches the OS; sync every few milliseconds.
     Relaxed,
+}
+
+impl ServeArgs {
+    /// `serve`'s settings as the environment gives them, with `config` as its
+    /// `--config`: for commands that print what a server would use.
+    pub fn for_config(config: Option<PathBuf>) -> ServeArgs {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let mut argv = vec![std::ffi::OsString::from("lapis")];
+        if let Some(c) = config {
+            argv.push("--config".into());
+            argv.push(c.into());
+        }
+        Only::parse_from(argv).args
+    }
 }
 
 #[derive(Debug, Clone, Args)]

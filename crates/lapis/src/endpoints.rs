@@ -50,27 +50,43 @@ pub fn banner(s: &Settings) -> String {
         let _ = writeln!(out, "  Event Grid ns    http://{host}:{} (namespace topics: lapis eg topic create <topic> --namespace)", s.http_port);
         let _ = writeln!(out, "  Health, admin    http://{host}:{}/health", s.http_port);
     }
-    let sb_host = if s.host.is_loopback() { "localhost".to_string() } else { host.clone() };
     if s.amqp_port != 0 {
-        let (name, key) = match s.sas_keys.get(DEV_KEY_NAME) {
-            Some(k) => (DEV_KEY_NAME, k.to_string()),
-            None => ("<key name>", "<its key>".to_string()),
-        };
-        let emulator = if s.host.is_loopback() { "UseDevelopmentEmulator=true;" } else { "" };
-        let _ = writeln!(out, "Service Bus connection string:\n  Endpoint=sb://{sb_host}:{};SharedAccessKeyName={name};SharedAccessKey={key};{emulator}", s.amqp_port);
+        let _ = writeln!(out, "Service Bus connection string:\n  {}", service_bus_connection(s));
     }
     if s.queue_port != 0 || s.blob_port != 0 {
         let _ = writeln!(out, "Connection strings:");
         for account in s.accounts.names() {
-            let key = if account == DEV_ACCOUNT { DEV_ACCOUNT_KEY.to_string() } else { "<its key>".to_string() };
-            let mut line = format!("  DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};");
-            for (name, port) in [("QueueEndpoint", s.queue_port), ("BlobEndpoint", s.blob_port)] {
-                if port != 0 {
-                    let _ = write!(line, "{name}=http://{host}:{port}/{account};");
-                }
-            }
-            let _ = writeln!(out, "{line}");
+            let _ = writeln!(out, "  {}", storage_connection(s, account));
         }
     }
     out
+}
+
+/// The Service Bus (and Event Hubs, with `EntityPath=`) connection string.
+fn service_bus_connection(s: &Settings) -> String {
+    let sb_host = if s.host.is_loopback() { "localhost".to_string() } else { host_text(s.host) };
+    let (name, key) = match s.sas_keys.get(DEV_KEY_NAME) {
+        Some(k) => (DEV_KEY_NAME, k.to_string()),
+        None => ("<key name>", "<its key>".to_string()),
+    };
+    let emulator = if s.host.is_loopback() { "UseDevelopmentEmulator=true;" } else { "" };
+    format!("Endpoint=sb://{sb_host}:{};SharedAccessKeyName={name};SharedAccessKey={key};{emulator}", s.amqp_port)
+}
+
+/// A storage account's connection string, with the endpoints that are served.
+fn storage_connection(s: &Settings, account: &str) -> String {
+    let host = host_text(s.host);
+    let key = if account == DEV_ACCOUNT { DEV_ACCOUNT_KEY.to_string() } else { "<its key>".to_string() };
+    let mut line = format!("DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};");
+    for (name, port) in [("QueueEndpoint", s.queue_port), ("BlobEndpoint", s.blob_port)] {
+        if port != 0 {
+            let _ = write!(line, "{name}=http://{host}:{port}/{account};");
+        }
+    }
+    line
+}
+
+/// What `lapis choose` prints connection strings and snippets with.
+pub fn advisor_endpoints(s: &Settings) -> lapis_core::advisor::snippets::Endpoints {
+    lapis_core::advisor::snippets::Endpoints { storage: storage_connection(s, DEV_ACCOUNT), service_bus: service_bus_connection(s), http: http_base(s) }
 }

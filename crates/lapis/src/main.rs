@@ -3,6 +3,7 @@
 
 mod admin_client;
 mod blob;
+mod choose_cli;
 mod cli;
 mod config;
 mod eg_cli;
@@ -25,6 +26,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Sb(args) => sb_cli::run(args),
         cli::Command::Eh(args) => eh_cli::run(args),
         cli::Command::Eg(args) => eg_cli::run(args),
+        cli::Command::Choose(args) => choose_cli::run(args),
         cli::Command::ConnectionStrings(args) => config::Settings::resolve(args).map(|s| {
             print!("{}", endpoints::banner(&s));
         }),

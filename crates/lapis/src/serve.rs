@@ -156,7 +156,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     if settings.http_port != 0 {
         let listener = bind(settings.host, settings.http_port, "HTTP").await?;
-        let admin = Arc::new(AdminApi { test_clock, broker: servicebus.broker.clone(), streams: eventhubs.streams.clone(), events: eventgrid.events.clone(), sas_keys: settings.sas_keys.clone() });
+        let admin = Arc::new(AdminApi { test_clock, broker: servicebus.broker.clone(), streams: eventhubs.streams.clone(), events: eventgrid.events.clone(), sas_keys: settings.sas_keys.clone(), endpoints: endpoints::advisor_endpoints(&settings) });
         servers.spawn(lapis_http::server::serve(listener, move |req| admin.clone().handle(req), shutdown_rx.clone()));
     }
     eventgrid.events.set_public_endpoint(&endpoints::http_base(&settings));

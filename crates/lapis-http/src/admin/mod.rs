@@ -2,7 +2,7 @@
 //! (`/admin/servicebus/…`: queues, topics, subscriptions, rules, see [`servicebus`];
 //! `/admin/eventhubs/…`: hubs and consumer groups, see [`eventhubs`]; `/admin/eventgrid/…`:
 //! topics, see [`eventgrid`]); Event Grid publishing (`/topics/…`, see
-//! [`crate::eventgrid`]); and, when the server runs
+//! [`crate::eventgrid`]); the advisor's page (`GET /choose`, see [`crate::choose`]); and, when the server runs
 //! with `--enable-test-clock`, `POST /_lapis/clock/advance?seconds=N`, which moves the
 //! services' clock forward so tests need not sleep.
 
@@ -31,6 +31,8 @@ pub struct AdminApi {
     pub events: Arc<lapis_core::events::EventGridService>,
     /// Keys that sign admin requests' tokens.
     pub sas_keys: SasKeys,
+    /// What the advisor's page prints as this server's connection strings.
+    pub endpoints: lapis_core::advisor::snippets::Endpoints,
 }
 
 impl AdminApi {
@@ -63,6 +65,7 @@ impl AdminApi {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> HttpResponse {
         match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/health") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, crate::choose::PATH) => crate::choose::page(req.uri().query(), &self.endpoints),
             (&Method::POST, "/_lapis/clock/advance") => {
                 let Some(clock) = &self.test_clock else {
                     return text(StatusCode::NOT_FOUND, "the test clock is off; start with --enable-test-clock\n");
