@@ -99,7 +99,9 @@ pub enum Stored {
 
 pub struct Db {
     pool: Mutex<Vec<Connection>>,
-    free: Semaphore,
+    /// One permit per connection in `pool`; a permit goes back only with its
+    /// connection, even when the request that took it was cancelled.
+    free: Arc<Semaphore>,
     wait: Duration,
 }
 
@@ -141,29 +143,31 @@ impl Db {
         for _ in 1..connections {
             pool.push(open_one(path)?);
         }
-        Ok(Arc::new(Db { pool: Mutex::new(pool), free: Semaphore::new(connections), wait }))
+        Ok(Arc::new(Db { pool: Mutex::new(pool), free: Arc::new(Semaphore::new(connections)), wait }))
     }
 
     /// Runs `f` on a connection, on a blocking thread.
     async fn with<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&mut Connection) -> DbResult<T> + Send + 'static) -> DbResult<T> {
-        let permit = tokio::time::timeout(self.wait, self.free.acquire()).await.map_err(|_| DbError::Busy(self.wait))?.map_err(|e| DbError::Task(e.to_string()))?;
+        let permit = tokio::time::timeout(self.wait, self.free.clone().acquire_owned()).await.map_err(|_| DbError::Busy(self.wait))?.map_err(|e| DbError::Task(e.to_string()))?;
         let db = self.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut conn = db.pool.lock().pop().expect("a permit means a free connection");
             let out = f(&mut conn);
             db.pool.lock().push(conn);
+            drop(permit);
             out
         })
         .await
-        .map_err(|e| DbError::Task(e.to_string()))?;
-        drop(permit);
-        result
+        .map_err(|e| DbError::Task(e.to_string()))?
     }
 
     /// Stores a track once per upload id; a retried upload gets the stored one.
     pub async fn add_track(self: &Arc<Self>, t: NewTrack) -> DbResult<(Track, Stored)> {
         self.with(move |c| {
-            let tx = c.transaction()?;
+            // Immediate: a transaction that reads and then writes must hold the write
+            // lock from the start, or a concurrent writer makes it fail (SQLITE_BUSY)
+            // instead of waiting.
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let existing: Option<String> = tx.query_row("SELECT id FROM tracks WHERE upload_id = ?1", params![t.upload_id], |r| r.get(0)).optional()?;
             let (id, stored) = match existing {
                 Some(id) => (id, Stored::Already),
@@ -315,5 +319,32 @@ mod tests {
         drop(db);
         let reopened = Db::open(&dir.path().join("app.db"), 1, Duration::from_secs(5)).unwrap();
         assert_eq!(reopened.tracks(10).await.unwrap().len(), 1, "migrations run once; data stays");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_wait_for_each_other_and_cancelled_calls_return_their_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("app.db"), 4, Duration::from_secs(10)).unwrap();
+        let (t, _) = db.add_track(new_track("seed")).await.unwrap();
+        // Callers that give up at once (a client that went away) must not keep a
+        // connection's permit while its query still runs.
+        for i in 0..50 {
+            let _ = tokio::time::timeout(Duration::ZERO, db.add_comment(t.id.clone(), format!("gone{i}"), "a".into(), "b".into())).await;
+        }
+        let writers: Vec<_> = (0..64)
+            .map(|i| {
+                let (db, track) = (db.clone(), t.id.clone());
+                tokio::spawn(async move {
+                    db.add_track(new_track(&format!("u{i}"))).await.unwrap();
+                    db.add_comment(track, format!("c{i}"), "me".into(), "hi".into()).await.unwrap().unwrap();
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.expect("no writer failed or panicked");
+        }
+        assert_eq!(db.tracks(100).await.unwrap().len(), 65);
+        let seqs: Vec<i64> = db.comments(t.id.clone()).await.unwrap().iter().filter(|c| c.id.starts_with('c')).map(|c| c.seq).collect();
+        assert_eq!(seqs.len(), 64);
     }
 }
