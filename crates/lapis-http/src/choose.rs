@@ -53,18 +53,9 @@ fn task_of(query: &str) -> Task {
         per_second: number("rate", 10.0) as u64,
         streaming: on("streaming"),
         handlers: number("handlers", 1.0).min(10_000.0) as u32,
-        delivery: match get("delivery") {
-            Some("push") => Delivery::Push,
-            Some("pull") => Delivery::Pull,
-            _ => Delivery::Either,
-        },
+        delivery: Delivery::from_word(get("delivery").unwrap_or("")),
         replay: on("replay"),
-        protocol: match get("protocol") {
-            Some("http") => Protocol::Http,
-            Some("amqp") => Protocol::Amqp,
-            Some("kafka") => Protocol::Kafka,
-            _ => Protocol::Any,
-        },
+        protocol: Protocol::from_word(get("protocol").unwrap_or("")),
     }
 }
 

@@ -68,18 +68,9 @@ fn ask(input: &mut dyn BufRead) -> anyhow::Result<Task> {
     let per_second = number(&line("Items per second at peak? [10]")?, 10.0) as u64;
     let streaming = yes(&line("Is it a continuous stream (telemetry, clicks, logs)? [y/N]")?);
     let handlers = number(&line("How many independent handlers each need every item? [1]")?, 1.0) as u32;
-    let delivery = match line("Should the service call the handlers (push) or should they ask (pull)? [push/pull/EITHER]")?.as_str() {
-        "push" => Delivery::Push,
-        "pull" => Delivery::Pull,
-        _ => Delivery::Either,
-    };
+    let delivery = Delivery::from_word(&line("Should the service call the handlers (push) or should they ask (pull)? [push/pull/EITHER]")?);
     let replay = yes(&line("Must consumers be able to read again what they read? [y/N]")?);
-    let protocol = match line("A protocol the clients must speak? [http/amqp/kafka/ANY]")?.as_str() {
-        "http" => Protocol::Http,
-        "amqp" => Protocol::Amqp,
-        "kafka" => Protocol::Kafka,
-        _ => Protocol::Any,
-    };
+    let protocol = Protocol::from_word(&line("A protocol the clients must speak? [http/amqp/kafka/ANY]")?);
     Ok(Task { kind, ordered, dedup, transactions, sessions, size_kb, backlog_gb, per_second, streaming, handlers, delivery, replay, protocol })
 }
 

@@ -10,7 +10,7 @@ use lapis_core::auth::DEV_ACCOUNT;
 use lapis_core::blob::{BlobError, BlobService, ContentSettings, NewBlob};
 use lapis_core::broker::{Broker, BrokerError};
 use lapis_core::events::delivery::outbound::{message_id, message_properties};
-use lapis_core::events::delivery::{BoxFuture, DeliveryTransport, HttpFailure, HttpRequest, HttpResponse, ServiceDelivery, ServiceFailure};
+use lapis_core::events::delivery::{BoxFuture, DeliveryTransport, HttpFailure, HttpRequest, HttpResponse, OutEvent, ServiceDelivery, ServiceFailure};
 use lapis_core::events::Destination;
 use lapis_core::queue::{PutOptions, QueueError, QueueService};
 use lapis_core::stream::{SendTarget, StreamError, StreamService};
@@ -52,6 +52,13 @@ impl DeliveryTransport for LapisTransport {
     }
 }
 
+/// `event` as an AMQP message carrying `body`, with its stable message id and the
+/// delivery headers as application properties (what Service Bus and Event Hubs get).
+fn amqp_message(d: &ServiceDelivery<'_>, event: &OutEvent, body: Vec<u8>) -> Vec<u8> {
+    let props = message_properties(d.subscription, d.schema, event, d.delivery_count);
+    lapis_amqp::message::data_message(body, &message_id(d.topic, d.subscription, event.seq), "application/json", &props)
+}
+
 impl LapisTransport {
     /// One queue message per event: the event's JSON in base64, as Event Grid writes
     /// it today.
@@ -72,8 +79,7 @@ impl LapisTransport {
     async fn to_broker(&self, d: &ServiceDelivery<'_>, entity: &str) -> Result<(), ServiceFailure> {
         let mut messages = Vec::with_capacity(d.events.len());
         for event in d.events {
-            let props = message_properties(d.subscription, d.schema, event, d.delivery_count);
-            let bytes = lapis_amqp::message::data_message(event.json.clone(), &message_id(d.topic, d.subscription, event.seq), "application/json", &props);
+            let bytes = amqp_message(d, event, event.json.clone());
             messages.push(lapis_amqp::message::to_outgoing(bytes).map_err(|e| ServiceFailure::Rejected(e.to_string()))?);
         }
         self.broker.send(entity, messages).await.map(drop).map_err(|e| match &e {
@@ -86,15 +92,7 @@ impl LapisTransport {
     /// One event per event, spread over the hub's partitions; the body is a JSON array
     /// holding the event, which is what the SDKs' `from_json` reads from `EventData`.
     async fn to_hub(&self, d: &ServiceDelivery<'_>, hub: &str) -> Result<(), ServiceFailure> {
-        let encoded: Vec<Vec<u8>> = d
-            .events
-            .iter()
-            .map(|event| {
-                let props = message_properties(d.subscription, d.schema, event, d.delivery_count);
-                let body = [b"[".as_slice(), &event.json, b"]"].concat();
-                lapis_amqp::message::data_message(body, &message_id(d.topic, d.subscription, event.seq), "application/json", &props)
-            })
-            .collect();
+        let encoded: Vec<Vec<u8>> = d.events.iter().map(|event| amqp_message(d, event, [b"[".as_slice(), &event.json, b"]"].concat())).collect();
         let mut waits = Vec::with_capacity(encoded.len());
         for bytes in &encoded {
             let sent = self.streams.send(hub, &SendTarget::Any, &[bytes.as_slice()]).map_err(|e| match e {

@@ -62,6 +62,29 @@ pub enum Protocol {
     Kafka,
 }
 
+impl Delivery {
+    /// `push` or `pull` as a user types it; anything else is `Either`.
+    pub fn from_word(word: &str) -> Delivery {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "push" => Delivery::Push,
+            "pull" => Delivery::Pull,
+            _ => Delivery::Either,
+        }
+    }
+}
+
+impl Protocol {
+    /// `http`, `amqp` or `kafka` as a user types it; anything else is `Any`.
+    pub fn from_word(word: &str) -> Protocol {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "http" => Protocol::Http,
+            "amqp" => Protocol::Amqp,
+            "kafka" => Protocol::Kafka,
+            _ => Protocol::Any,
+        }
+    }
+}
+
 /// A communication task, as `lapis choose` asks about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {

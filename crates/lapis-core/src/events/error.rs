@@ -38,6 +38,12 @@ pub enum EventsError {
 
 pub type EventsResult<T> = Result<T, EventsError>;
 
+impl EventsError {
+    pub fn subscription_not_found(topic: &str, name: &str) -> EventsError {
+        EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() }
+    }
+}
+
 impl From<lapis_store::StoreError> for EventsError {
     fn from(e: lapis_store::StoreError) -> Self {
         EventsError::Store(e.to_string())

@@ -47,6 +47,15 @@ pub(super) fn subscription_key(topic: &str, name: &str) -> Vec<u8> {
     k
 }
 
+fn put_topic(record: &TopicRecord) -> Op {
+    Op::Put { key: topic_key(&record.name), value: serde_json::to_vec(record).expect("a topic record serializes") }
+}
+
+/// Writes a subscription's record.
+pub(super) fn put_subscription(record: &SubscriptionRecord) -> Op {
+    Op::Put { key: subscription_key(&record.topic, &record.name), value: serde_json::to_vec(record).expect("a subscription record serializes") }
+}
+
 /// An event subscription as it is kept in the store.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SubscriptionRecord {
@@ -223,7 +232,7 @@ impl EventGridService {
                 self.logs.remove_hub(id)?;
                 return Err(EventsError::TopicAlreadyExists(name.to_string()));
             }
-            let commit = self.store.commit(&[Op::Put { key: topic_key(name), value: serde_json::to_vec(&record).expect("a topic record serializes") }])?;
+            let commit = self.store.commit(&[put_topic(&record)])?;
             topics.insert(key, Topic::new(record.clone(), log));
             commit
         };
@@ -239,7 +248,7 @@ impl EventGridService {
             let key = name.to_ascii_lowercase();
             let old = topics.get(&key).cloned().ok_or_else(|| EventsError::TopicNotFound(name.to_string()))?;
             let record = TopicRecord { keys, ..old.record.clone() };
-            let commit = self.store.commit(&[Op::Put { key: topic_key(name), value: serde_json::to_vec(&record).expect("a topic record serializes") }])?;
+            let commit = self.store.commit(&[put_topic(&record)])?;
             topics.insert(key, Arc::new(Topic { record, log: old.log.clone(), subscriptions: old.subscriptions.clone(), running: old.running.clone(), pulls: old.pulls.clone() }));
             commit
         };

@@ -9,14 +9,14 @@ use lapis_store::Op;
 
 use super::delivery::outbound::{check_options, check_validation, options_request, validation_code, validation_request, Validation, MANUAL_VALIDATION_MS};
 use super::delivery::pull::{pull_prefix, LockResults, PullParts, PullQueue, Received, Settle, SettleError, MAX_LOCK_TOKENS, MAX_RECEIVE_EVENTS, MAX_WAIT_SECONDS, MIN_WAIT_SECONDS, RELEASE_DELAYS};
-use super::delivery::state::{mark_key, retry_prefix, subscription_path};
+use super::delivery::state::{mark_key, put_mark, retry_prefix, subscription_path};
 use super::delivery::worker::{Context, Resume};
 use super::delivery::{DeliveryMetrics, DeliveryTransport, HttpFailure, MetricsView};
 use super::error::{EventsError, EventsResult};
 use super::model::{resource_path, InputSchema, TopicKind};
 use crate::auth::eventgrid_sas::check_key;
 use super::running::Running;
-use super::service::{subscription_key, EventGridService, ManualValidation, SubscriptionRecord, Topic};
+use super::service::{put_subscription, subscription_key, EventGridService, ManualValidation, SubscriptionRecord, Topic};
 use super::subscription::{check_subscription_name, Destination, SubscriptionSpec};
 
 impl EventGridService {
@@ -56,13 +56,7 @@ impl EventGridService {
             if subs.contains_key(&name.to_ascii_lowercase()) {
                 return Err(EventsError::SubscriptionAlreadyExists { topic: topic.to_string(), name: name.to_string() });
             }
-            let value = serde_json::to_vec(&record).expect("a subscription record serializes");
-            let ops = [
-                Op::Put { key: subscription_key(&record.topic, name), value },
-                Op::DeletePrefix { prefix: retry_prefix(&path) },
-                Op::DeletePrefix { prefix: pull_prefix(&path) },
-                Op::Put { key: mark_key(&path), value: mark.to_string().into_bytes() },
-            ];
+            let ops = [put_subscription(&record), Op::DeletePrefix { prefix: retry_prefix(&path) }, Op::DeletePrefix { prefix: pull_prefix(&path) }, put_mark(&path, mark)];
             let commit = self.store.commit(&ops)?;
             subs.insert(name.to_ascii_lowercase(), record.clone());
             commit
@@ -80,7 +74,7 @@ impl EventGridService {
     pub fn subscription(&self, topic: &str, name: &str) -> EventsResult<SubscriptionRecord> {
         let t = self.topic(topic)?;
         let found = t.subscriptions.read().get(&name.to_ascii_lowercase()).cloned();
-        found.ok_or_else(|| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })
+        found.ok_or_else(|| EventsError::subscription_not_found(topic, name))
     }
 
     pub fn list_subscriptions(&self, topic: &str) -> EventsResult<Vec<SubscriptionRecord>> {
@@ -102,12 +96,12 @@ impl EventGridService {
         let t = self.topic(topic)?;
         let key = name.to_ascii_lowercase();
         if !t.subscriptions.read().contains_key(&key) {
-            return Err(EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() });
+            return Err(EventsError::subscription_not_found(topic, name));
         }
         stop_delivery_of(&t, &key).await;
         let commit = {
             let mut subs = t.subscriptions.write();
-            let removed = subs.remove(&key).ok_or_else(|| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })?;
+            let removed = subs.remove(&key).ok_or_else(|| EventsError::subscription_not_found(topic, name))?;
             let path = subscription_path(&removed.topic, &removed.name);
             let ops = [
                 Op::Delete { key: subscription_key(&removed.topic, &removed.name) },
@@ -128,7 +122,7 @@ impl EventGridService {
         let (record, mark, commit) = {
             let mut subs = t.subscriptions.write();
             let key = name.to_ascii_lowercase();
-            let current = subs.get(&key).cloned().ok_or_else(|| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })?;
+            let current = subs.get(&key).cloned().ok_or_else(|| EventsError::subscription_not_found(topic, name))?;
             match &current.awaiting_validation {
                 None => return Ok(()),
                 Some(v) if !v.code.eq_ignore_ascii_case(code) => return Err(EventsError::Invalid("The validation code is not this subscription's.".into())),
@@ -138,8 +132,7 @@ impl EventGridService {
             let record = SubscriptionRecord { awaiting_validation: None, ..current };
             let path = subscription_path(&record.topic, &record.name);
             let mark = t.log.info().last_seq + 1;
-            let value = serde_json::to_vec(&record).expect("a subscription record serializes");
-            let commit = self.store.commit(&[Op::Put { key: subscription_key(&record.topic, &record.name), value }, Op::Put { key: mark_key(&path), value: mark.to_string().into_bytes() }])?;
+            let commit = self.store.commit(&[put_subscription(&record), put_mark(&path, mark)])?;
             subs.insert(key, record.clone());
             (record, mark, commit)
         };
@@ -214,7 +207,7 @@ impl EventGridService {
         match queue {
             Some(q) => Ok(q),
             None if t.subscriptions.read().contains_key(&name.to_ascii_lowercase()) => Err(EventsError::Invalid(format!("The event subscription '{name}' is not a queue subscription; it pushes its events."))),
-            None => Err(EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() }),
+            None => Err(EventsError::subscription_not_found(topic, name)),
         }
     }
 
@@ -228,7 +221,7 @@ impl EventGridService {
             return Err(EventsError::Invalid(format!("Invalid maxWaitTime parameter: it must be between {MIN_WAIT_SECONDS} and {MAX_WAIT_SECONDS} seconds, not {wait_seconds}.")));
         }
         let queue = self.pull_queue(topic, name, key)?;
-        queue.receive(max_events, std::time::Duration::from_secs(wait_seconds)).await.map_err(|_| EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() })
+        queue.receive(max_events, std::time::Duration::from_secs(wait_seconds)).await.map_err(|_| EventsError::subscription_not_found(topic, name))
     }
 
     /// Acknowledges, releases, rejects or renews the locks of the events `tokens` name.
@@ -243,7 +236,7 @@ impl EventGridService {
         }
         let queue = self.pull_queue(topic, name, key)?;
         queue.settle(tokens, how).await.map_err(|e| match e {
-            SettleError::Closed => EventsError::SubscriptionNotFound { topic: topic.to_string(), name: name.to_string() },
+            SettleError::Closed => EventsError::subscription_not_found(topic, name),
             SettleError::Store(why) => EventsError::Store(why),
         })
     }

@@ -102,10 +102,12 @@ impl DeliveryMetrics {
         self.matched.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn delivered(&self, latencies_us: impl Iterator<Item = u64>) {
+    /// Events delivered at `now` that were published at `published`: each one's
+    /// publish-to-delivery latency is recorded.
+    pub(crate) fn delivered(&self, now: crate::clock::Millis, published: impl Iterator<Item = crate::clock::Millis>) {
         let mut n = 0;
-        for us in latencies_us {
-            self.latency.record(us);
+        for at in published {
+            self.latency.record((now.saturating_sub(at).max(0) as u64) * 1000);
             n += 1;
         }
         self.delivered.fetch_add(n, Ordering::Relaxed);
@@ -159,7 +161,8 @@ mod tests {
     #[test]
     fn quantiles_of_recorded_latencies() {
         let m = DeliveryMetrics::default();
-        m.delivered((1..=100).map(|ms| ms * 1000));
+        // Published 1 to 100 ms before they were delivered.
+        m.delivered(1_000, (1..=100).map(|ms| 1_000 - ms));
         let v = m.view();
         assert_eq!(v.delivered_events, 100);
         let p50 = v.latency_p50_ms.unwrap();

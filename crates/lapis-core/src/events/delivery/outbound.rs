@@ -242,6 +242,13 @@ impl DeadLetterReason {
     }
 }
 
+/// `<year>/<month>/<day>/<hour>/<guid>.json` at `now` (UTC, not zero-padded): the tail
+/// of every dead-letter blob's name.
+fn dated_blob_name(now: Millis) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(now as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!("{}/{}/{}/{}/{}.json", at.year(), u8::from(at.month()), at.day(), at.hour(), uuid::Uuid::new_v4())
+}
+
 /// What a dead-letter record says beside the event.
 pub struct DeadLetterInfo<'a> {
     pub reason: DeadLetterReason,
@@ -255,8 +262,7 @@ pub struct DeadLetterInfo<'a> {
 /// and a JSON array of each event with the service's fields added (lower-case names
 /// for CloudEvents).
 pub fn dead_letter_blob(subscription: &str, schema: InputSchema, events: &[(Value, Millis)], info: &DeadLetterInfo<'_>, now: Millis) -> (String, Vec<u8>) {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(now as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let name = format!("{}/{}/{}/{}/{}/{}.json", subscription.to_ascii_uppercase(), at.year(), u8::from(at.month()), at.day(), at.hour(), uuid::Uuid::new_v4());
+    let name = format!("{}/{}", subscription.to_ascii_uppercase(), dated_blob_name(now));
     let names: [&str; 6] = match schema {
         InputSchema::EventGrid => ["deadLetterReason", "deliveryAttempts", "lastDeliveryOutcome", "lastHttpStatusCode", "publishTime", "lastDeliveryAttemptTime"],
         InputSchema::CloudEvents => ["deadletterreason", "deliveryattempts", "lastdeliveryoutcome", "lasthttpstatuscode", "publishtime", "lastdeliveryattempttime"],
@@ -290,8 +296,7 @@ pub const NAMESPACE: &str = "lapis";
 /// `<namespace>/<topic>/<subscription>/<year>/<month>/<day>/<hour>/<guid>.json` (UTC, not
 /// zero-padded), holding an array of `{"event", "deadletterProperties"}`.
 pub fn namespace_dead_letter_blob(topic: &str, subscription: &str, events: &[(Value, Millis)], reason: DeadLetterReason, attempts: u32, now: Millis) -> (String, Vec<u8>) {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(now as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let name = format!("{NAMESPACE}/{topic}/{subscription}/{}/{}/{}/{}/{}.json", at.year(), u8::from(at.month()), at.day(), at.hour(), uuid::Uuid::new_v4());
+    let name = format!("{NAMESPACE}/{topic}/{subscription}/{}", dated_blob_name(now));
     let (why, result) = match reason {
         DeadLetterReason::MaxDeliveryAttemptsExceeded => ("Maximum delivery attempts was exceeded.", "Event was not acknowledged nor rejected."),
         DeadLetterReason::TimeToLiveExceeded => ("Time to live was exceeded.", "Event was not acknowledged nor rejected."),

@@ -21,10 +21,10 @@ use super::super::model::InputSchema;
 use super::super::publish::PublishedEvent;
 use super::super::service::SubscriptionRecord;
 use super::super::subscription::Destination;
-use super::dead_letter::{read_events, write_dead_letter};
+use super::dead_letter::{read_values, write_dead_letter};
 use super::metrics::DeliveryMetrics;
 use super::outbound::{namespace_dead_letter_blob, DeadLetterReason};
-use super::state::mark_key;
+use super::state::put_mark;
 use super::transport::DeliveryTransport;
 use crate::clock::{Clock, Millis};
 
@@ -55,6 +55,11 @@ fn pull_key(path: &str, seq: i64) -> Vec<u8> {
     let mut k = pull_prefix(path);
     k.extend_from_slice(format!("{seq:020}").as_bytes());
     k
+}
+
+/// Writes `record` under its key.
+fn put(path: &str, record: &PullRecord) -> Op {
+    Op::Put { key: pull_key(path, record.seq), value: serde_json::to_vec(record).expect("a pull record serializes") }
 }
 
 /// What the store keeps of an event handed out and not yet finished with.
@@ -291,12 +296,14 @@ impl PullQueue {
             }) else {
                 continue;
             };
-            ops.push(Op::Put { key: pull_key(&self.parts.path, seq), value: serde_json::to_vec(&o.record).expect("a pull record serializes") });
+            ops.push(put(&self.parts.path, &o.record));
             handed.push((seq, token.clone(), o.record.delivery_count));
             st.tokens.insert(token, seq);
         }
 
-        // Then new events from the log, as the filter passes them.
+        // Then new events from the log, as the filter passes them (kept as read:
+        // they need not be read again to be handed out).
+        let mut fresh: BTreeMap<i64, Value> = BTreeMap::new();
         let room = max.saturating_sub(handed.len());
         if room > 0 && st.outstanding.len() < MAX_OUTSTANDING {
             let mut cursor = st.cursor;
@@ -311,7 +318,8 @@ impl PullQueue {
                     continue;
                 }
                 let Ok(value) = serde_json::from_slice::<Value>(&e.body) else { continue };
-                if !self.parts.subscription.spec.filter.matches(&PublishedEvent::from_stored(self.parts.input, value)) {
+                let event = PublishedEvent::from_stored(self.parts.input, value);
+                if !self.parts.subscription.spec.filter.matches(&event) {
                     continue;
                 }
                 self.metrics.matched(1);
@@ -321,10 +329,11 @@ impl PullQueue {
                     continue;
                 }
                 let token = uuid::Uuid::new_v4().to_string();
-                ops.push(Op::Put { key: pull_key(&self.parts.path, e.seq), value: serde_json::to_vec(&record).expect("a pull record serializes") });
+                ops.push(put(&self.parts.path, &record));
                 st.outstanding.insert(e.seq, Outstanding { record, lock: Some((token.clone(), now + self.lock_ms)) });
                 st.tokens.insert(token.clone(), e.seq);
                 handed.push((e.seq, token, 1));
+                fresh.insert(e.seq, event.event);
             }
         }
         if let Err(e) = self.commit(&mut st, ops) {
@@ -338,8 +347,10 @@ impl PullQueue {
             self.dead_letter(give_up).await;
         }
         handed.sort_by_key(|(seq, _, _)| *seq);
-        let seqs: Vec<i64> = handed.iter().map(|(seq, _, _)| *seq).collect();
-        let mut events: BTreeMap<i64, Value> = read_events(&self.parts.log, self.parts.input, self.parts.input, &seqs).await.into_iter().filter_map(|e| Some((e.seq, serde_json::from_slice(&e.json).ok()?))).collect();
+        // Only events handed out before are read back from the log.
+        let again: Vec<i64> = handed.iter().map(|(seq, _, _)| *seq).filter(|seq| !fresh.contains_key(seq)).collect();
+        let mut events = fresh;
+        events.extend(read_values(&self.parts.log, self.parts.input, self.parts.input, &again).await.into_iter().map(|(seq, v, _)| (seq, v)));
         Ok(handed.into_iter().filter_map(|(seq, lock_token, delivery_count)| Some(Received { lock_token, delivery_count, event: events.remove(&seq)? })).collect())
     }
 
@@ -379,7 +390,7 @@ impl PullQueue {
                             o.lock = None;
                             o.record.available_at = now + delay_ms;
                         }) {
-                            ops.push(Op::Put { key: pull_key(&self.parts.path, seq), value: serde_json::to_vec(&o.record).expect("a pull record serializes") });
+                            ops.push(put(&self.parts.path, &o.record));
                         }
                     }
                     Settle::Acknowledge | Settle::Reject => {
@@ -404,7 +415,7 @@ impl PullQueue {
         if let Some(c) = commit {
             c.durable().await.map_err(|e| SettleError::Store(e.to_string()))?;
         }
-        self.metrics.delivered(acknowledged.into_iter().map(|p| (now.saturating_sub(p).max(0) as u64) * 1000));
+        self.metrics.delivered(now, acknowledged.into_iter());
         if !rejected.is_empty() {
             self.dead_letter(rejected.into_iter().map(|r| (r, DeadLetterReason::Rejected)).collect()).await;
         }
@@ -417,7 +428,7 @@ impl PullQueue {
     fn commit(&self, st: &mut State, mut ops: Vec<Op>) -> Result<Option<lapis_store::Commit>, String> {
         let mark = st.cursor.next_seq;
         if mark > st.mark_written {
-            ops.push(Op::Put { key: mark_key(&self.parts.path), value: mark.to_string().into_bytes() });
+            ops.push(put_mark(&self.parts.path, mark));
         }
         if ops.is_empty() {
             return Ok(None);
@@ -430,8 +441,7 @@ impl PullQueue {
     async fn dead_letter(&self, given_up: Vec<(PullRecord, DeadLetterReason)>) {
         let transport = self.parts.transport.get().cloned();
         for (record, reason) in given_up {
-            let events = read_events(&self.parts.log, self.parts.input, self.parts.input, &[record.seq]).await;
-            let values: Vec<(Value, Millis)> = events.iter().filter_map(|e| Some((serde_json::from_slice(&e.json).ok()?, e.published_at))).collect();
+            let values: Vec<(Value, Millis)> = read_values(&self.parts.log, self.parts.input, self.parts.input, &[record.seq]).await.into_iter().map(|(_, v, at)| (v, at)).collect();
             let n = values.len();
             let now = self.parts.clock.now_ms();
             let (topic, name) = (&self.parts.subscription.topic, &self.parts.subscription.name);

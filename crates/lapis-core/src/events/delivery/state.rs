@@ -22,6 +22,11 @@ pub(crate) fn mark_key(path: &str) -> Vec<u8> {
     k
 }
 
+/// Writes a subscription's mark.
+pub(crate) fn put_mark(path: &str, mark: i64) -> lapis_store::Op {
+    lapis_store::Op::Put { key: mark_key(path), value: mark.to_string().into_bytes() }
+}
+
 /// Every retry record of a subscription starts with this (the trailing '/' keeps
 /// `sub` from matching `sub2`).
 pub(crate) fn retry_prefix(path: &str) -> Vec<u8> {

@@ -9,21 +9,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapis_store::partition::{Cursor, EventLog, Seek, StoredEvent};
-use lapis_store::{Op, Store};
+use lapis_store::Store;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
 
 use super::super::model::InputSchema;
-use super::super::publish::PublishedEvent;
 use super::super::service::SubscriptionRecord;
 use super::super::subscription::Destination;
 use super::metrics::DeliveryMetrics;
-use super::dead_letter::{read_events, write_dead_letter};
+use super::dead_letter::{out_event, read_events, read_values, write_dead_letter};
 use super::outbound::{self, DeadLetterInfo, DeadLetterReason};
 use super::schedule::{retry_delay, Failure, Outcome};
 use super::retries::RetryBook;
-use super::state::{mark_key, GiveUp, RetryRecord};
+use super::state::{put_mark, GiveUp, RetryRecord};
 use super::transport::{DeliveryTransport, OutEvent, ServiceDelivery};
 use crate::clock::{Clock, Millis};
 
@@ -190,8 +189,7 @@ impl Worker {
         if mark <= self.mark_written || (!force && self.mark_written_at.elapsed() < MARK_EVERY) {
             return;
         }
-        let value = mark.to_string().into_bytes();
-        match self.ctx.store.commit(&[Op::Put { key: mark_key(&self.ctx.path), value }]) {
+        match self.ctx.store.commit(&[put_mark(&self.ctx.path, mark)]) {
             // Not awaited: a mark that lags only repeats deliveries after a crash.
             Ok(_commit) => {
                 self.mark_written = mark;
@@ -280,27 +278,9 @@ impl Worker {
     /// The event in the delivery schema, if the filter passes it.
     fn admit(&self, stored: StoredEvent) -> Option<OutEvent> {
         let ctx = &self.ctx;
-        // What passes every filter and goes out as stored needs no reading: its id
-        // and data version are read only if a header or property asks for them.
-        if ctx.input == ctx.output && ctx.subscription.spec.filter.passes_everything() {
-            ctx.metrics.matched(1);
-            return Some(OutEvent { seq: stored.seq, id: None, json: stored.body, data_version: None, published_at: stored.enqueued_at });
-        }
-        let value: Value = match serde_json::from_slice(&stored.body) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(subscription = %ctx.path, seq = stored.seq, error = %e, "event grid: an unreadable event in the topic's log; skipped");
-                return None;
-            }
-        };
-        let event = PublishedEvent::from_stored(ctx.input, value);
-        if !ctx.subscription.spec.filter.matches(&event) {
-            return None;
-        }
+        let out = out_event(stored, ctx.input, ctx.output, Some(&ctx.subscription.spec.filter))?;
         ctx.metrics.matched(1);
-        let data_version = outbound::data_version(&event.event, ctx.output);
-        let json = if ctx.input == ctx.output { stored.body } else { serde_json::to_vec(&outbound::convert(event.event, ctx.input, ctx.output)).expect("JSON values serialize") };
-        Some(OutEvent { seq: stored.seq, id: Some(event.id), json, data_version, published_at: stored.enqueued_at })
+        Some(out)
     }
 
     fn launch_first(&mut self, batch: Vec<OutEvent>, now: Millis) {
@@ -308,12 +288,7 @@ impl Worker {
         let published = batch.iter().map(|e| e.published_at).collect();
         self.first_attempts.insert(seqs[0]);
         let ctx = self.ctx.clone();
-        let handle = self.jobs.spawn(async move {
-            match attempt(&ctx, &batch, 0).await {
-                Ok(()) => Done::Delivered,
-                Err(f) => Done::Failed(f),
-            }
-        });
+        let handle = self.jobs.spawn(async move { attempt(&ctx, &batch, 0).await });
         self.meta.insert(handle.id(), Job::First { seqs, published, started: now });
     }
 
@@ -339,10 +314,7 @@ impl Worker {
                         // Gone from the log (retention): nothing left to deliver.
                         return Done::Delivered;
                     }
-                    match attempt(&ctx, &events, record.attempts).await {
-                        Ok(()) => Done::Delivered,
-                        Err(f) => Done::Failed(f),
-                    }
+                    attempt(&ctx, &events, record.attempts).await
                 }),
             };
             self.meta.insert(handle.id(), Job::Retry { first_seq, started: now });
@@ -406,7 +378,7 @@ impl Worker {
     fn succeeded(&mut self, published: impl Iterator<Item = Millis>, now: Millis) {
         self.consecutive_failures = 0;
         self.probation_until = 0;
-        self.ctx.metrics.delivered(published.map(|p| (now.saturating_sub(p).max(0) as u64) * 1000));
+        self.ctx.metrics.delivered(now, published);
     }
 
     /// Files a failed attempt: given up on at once for a final answer or the last
@@ -434,9 +406,9 @@ impl Worker {
 }
 
 /// One attempt to hand `events` to the subscription's destination.
-async fn attempt(ctx: &Context, events: &[OutEvent], delivery_count: u32) -> Result<(), Failure> {
+async fn attempt(ctx: &Context, events: &[OutEvent], delivery_count: u32) -> Done {
     let name = &ctx.subscription.name;
-    match &ctx.subscription.spec.destination {
+    let result = match &ctx.subscription.spec.destination {
         Destination::WebHook { endpoint_url, .. } => {
             let request = outbound::notification(endpoint_url, name, ctx.output, events, delivery_count);
             match ctx.transport.http(request).await {
@@ -449,13 +421,17 @@ async fn attempt(ctx: &Context, events: &[OutEvent], delivery_count: u32) -> Res
             let delivery = ServiceDelivery { topic: &ctx.subscription.topic, subscription: name, destination, schema: ctx.output, delivery_count, events };
             ctx.transport.to_service(delivery).await.map_err(|f| Failure::from_service(&f))
         }
+    };
+    match result {
+        Ok(()) => Done::Delivered,
+        Err(f) => Done::Failed(f),
     }
 }
 
 /// Writes the batch's dead-letter blob, or drops the events when the subscription
 /// has no dead-letter container (as the service does).
 async fn dead_letter(ctx: &Context, record: &RetryRecord, why: GiveUp) -> Done {
-    let events = read_events(&ctx.log, ctx.input, ctx.output, &record.seqs).await;
+    let values: Vec<(Value, Millis)> = read_values(&ctx.log, ctx.input, ctx.output, &record.seqs).await.into_iter().map(|(_, v, at)| (v, at)).collect();
     let reason = match why {
         GiveUp::MaxDeliveryAttempts => DeadLetterReason::MaxDeliveryAttemptsExceeded,
         GiveUp::TimeToLive => DeadLetterReason::TimeToLiveExceeded,
@@ -463,7 +439,6 @@ async fn dead_letter(ctx: &Context, record: &RetryRecord, why: GiveUp) -> Done {
     };
     let info = DeadLetterInfo { reason, attempts: record.attempts, last: record.last.as_ref(), last_attempt_at: record.last_attempt_at };
     let now = ctx.clock.now_ms();
-    let values: Vec<(Value, Millis)> = events.iter().filter_map(|e| Some((serde_json::from_slice(&e.json).ok()?, e.published_at))).collect();
     let n = values.len();
     let written = write_dead_letter(Some(ctx.transport.as_ref()), &ctx.subscription, n, || outbound::dead_letter_blob(&ctx.subscription.name, ctx.output, &values, &info, now)).await;
     // Without a container there is nothing to try again; a failed write is.
