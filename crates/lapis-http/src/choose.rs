@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use lapis_core::advisor::snippets::{connection, snippet, Endpoints};
-use lapis_core::advisor::{advise, music_share, Delivery, Kind, Protocol, Task};
+use lapis_core::advisor::{advise, music_share, scenario, Delivery, Kind, Protocol, Task};
 
 use crate::server::HttpResponse;
 
@@ -36,7 +36,7 @@ fn task_of(query: &str) -> Task {
         .collect();
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     if let Some(name) = get("scenario") {
-        if let Some((_, _, t)) = music_share().into_iter().find(|(n, _, _)| *n == name) {
+        if let Some(t) = scenario(name) {
             return t;
         }
     }

@@ -37,14 +37,13 @@ fn from_flags(a: &ChooseArgs) -> Task {
 }
 
 fn scenario(s: ScenarioArg) -> Task {
-    let music = lapis_core::advisor::music_share();
     let name = match s {
         ScenarioArg::Upload => "upload",
         ScenarioArg::Comment => "comment",
         ScenarioArg::TrackPublished => "track-published",
         ScenarioArg::Plays => "plays",
     };
-    music.into_iter().find(|(n, _, _)| *n == name).map(|(_, _, t)| t).unwrap_or_default()
+    lapis_core::advisor::scenario(name).expect("every --scenario is one of the music-share tasks")
 }
 
 /// Asks each question on stderr and reads the answer from stdin (empty: the default).

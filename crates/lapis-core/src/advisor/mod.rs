@@ -168,6 +168,11 @@ pub fn music_share() -> Vec<(&'static str, &'static str, Task)> {
     ]
 }
 
+/// The music-share task called `name`.
+pub fn scenario(name: &str) -> Option<Task> {
+    music_share().into_iter().find(|(n, _, _)| *n == name).map(|(_, _, t)| t)
+}
+
 pub fn advise(t: &Task) -> Advice {
     match t.kind {
         Kind::Message => advise_message(t),

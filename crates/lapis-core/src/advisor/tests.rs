@@ -9,7 +9,7 @@ fn reasons(a: &Advice) -> String {
 }
 
 fn task(name: &str) -> Task {
-    music_share().into_iter().find(|(n, _, _)| *n == name).map(|(_, _, t)| t).expect("a music-share task")
+    scenario(name).expect("a music-share task")
 }
 
 fn upload() -> Task {

@@ -61,12 +61,7 @@ pub fn handles(path: &str) -> bool {
 
 /// `GET /eventgrid/validate?topic=T&subscription=S&code=C`: manual validation.
 async fn validate(events: &EventGridService, req: &Request<Incoming>) -> HttpResponse {
-    let param = |name: &str| {
-        req.uri().query().unwrap_or("").split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k == name).then(|| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
-        })
-    };
+    let param = |name: &str| namespace::query(req, name);
     let (Some(topic), Some(subscription), Some(code)) = (param("topic"), param("subscription"), param("code")) else {
         return error(StatusCode::BAD_REQUEST, "BadRequest", "A validation URL names its topic, subscription and code.");
     };

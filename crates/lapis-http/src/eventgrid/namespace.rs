@@ -60,7 +60,8 @@ fn shared_access_key(req: &Request<Incoming>) -> Option<String> {
     scheme.eq_ignore_ascii_case("SharedAccessKey").then(|| key.trim().to_string())
 }
 
-fn query(req: &Request<Incoming>, name: &str) -> Option<String> {
+/// The percent-decoded value of query parameter `name` (names compared ignoring case).
+pub(super) fn query(req: &Request<Incoming>, name: &str) -> Option<String> {
     req.uri().query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         k.eq_ignore_ascii_case(name).then(|| decode(v))
