@@ -178,6 +178,13 @@ def test_manual_validation_through_the_validation_url(eg, hooks):
     unsubscribe(eg, topic["Name"], "too-late")
 
 
+def wait_failed(server, topic_name: str, sub: str, n: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while metrics(server, topic_name, sub)["failedAttempts"] < n:
+        assert time.monotonic() < deadline, f"the server did not file failed attempt {n}"
+        time.sleep(0.05)
+
+
 def test_a_failing_webhook_is_retried_on_schedule_then_dead_lettered_to_a_blob(eg, hooks):
     blobs = BlobServiceClient.from_connection_string(eg.conn_str())
     container = blobs.create_container(name("dead"))
@@ -188,11 +195,14 @@ def test_a_failing_webhook_is_retried_on_schedule_then_dead_lettered_to_a_blob(e
     with publisher(topic) as client:
         client.send(upload(1))
     failing.wait_for(lambda h: len(h.notifications()) == 1, what="the first attempt")
+    # The clock moves only once the server has filed the failure (and taken its time).
+    wait_failed(eg, topic["Name"], "flaky-hook", 1)
     eg.advance_clock(9)
     time.sleep(0.6)
     assert len(failing.notifications()) == 1, "no retry before 10 seconds"
     eg.advance_clock(3)
     failing.wait_for(lambda h: len(h.notifications()) == 2, what="the retry after 10 s")
+    wait_failed(eg, topic["Name"], "flaky-hook", 2)
     eg.advance_clock(28)
     time.sleep(0.6)
     assert len(failing.notifications()) == 2, "the second wait is 30 seconds"

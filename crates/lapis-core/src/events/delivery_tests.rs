@@ -93,6 +93,12 @@ async fn until(what: &str, done: impl Fn() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Waits until the subscription has filed `n` failed attempts: the clock may be moved
+/// only after the worker took the failure's time, or the retry comes due later.
+async fn filed(s: &EventGridService, topic: &str, sub: &str, n: u64) {
+    until(&format!("{n} failed attempts filed"), || s.delivery_metrics(topic, sub).unwrap().failed_attempts == n).await;
+}
+
 fn memory_with(transport: Arc<Scripted>) -> (EventGridService, Arc<ShiftableClock>) {
     let clock = Arc::new(ShiftableClock::default());
     let s = EventGridService::open(Arc::new(lapis_store::MemoryStore), Arc::new(lapis_store::partition::MemoryLogs), clock.clone(), EventsRecovery::default()).unwrap();
@@ -211,12 +217,14 @@ async fn a_failing_webhook_is_retried_on_the_schedule_then_dead_lettered() {
     s.create_subscription("tracks", "flaky", hook(json!({"retryPolicy": {"maxDeliveryAttempts": 3}, "deadLetterContainer": "dead"}))).await.unwrap();
     publish(&s, "tracks", json!([grid("1", "s", "T")])).await;
     until("the first attempt", || t.notifications.lock().len() == 1).await;
+    filed(&s, "tracks", "flaky", 1).await;
     clock.advance(9_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(t.notifications.lock().len(), 1, "not retried before 10 seconds");
     clock.advance(2_100);
     until("the second attempt", || t.notifications.lock().len() == 2).await;
     assert_eq!(header(&t.notifications.lock()[1], "aeg-delivery-count"), Some("1"));
+    filed(&s, "tracks", "flaky", 2).await;
     clock.advance(25_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(t.notifications.lock().len(), 2, "the second wait is 30 seconds");
@@ -245,6 +253,7 @@ async fn a_bad_request_is_dead_lettered_at_once_and_a_recovered_endpoint_gets_it
     until("a dead letter", || t.dead_letters.lock().len() == 1).await;
     assert_eq!(t.dead_letters.lock()[0].2[0]["deadLetterReason"], "UndeliverableDueToHttpBadRequest");
     t.set(|_| Ok(200));
+    filed(&s, "tracks", "mixed", 2).await;
     clock.advance(20_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(t.notifications.lock().len(), 2, "503 asks for at least 30 seconds");
@@ -261,8 +270,10 @@ async fn events_past_their_time_to_live_are_dead_lettered_at_the_next_attempt() 
     s.create_subscription("tracks", "short", hook(json!({"retryPolicy": {"eventTimeToLiveInMinutes": 1}, "deadLetterContainer": "dead"}))).await.unwrap();
     publish(&s, "tracks", json!([grid("1", "s", "T")])).await;
     until("the first attempt", || t.notifications.lock().len() == 1).await;
+    filed(&s, "tracks", "short", 1).await;
     clock.advance(11_500);
     until("the second attempt", || t.notifications.lock().len() == 2).await;
+    filed(&s, "tracks", "short", 2).await;
     clock.advance(120_000);
     until("the dead letter", || t.dead_letters.lock().len() == 1).await;
     assert_eq!(t.notifications.lock().len(), 2, "no attempt once the time to live is over");
