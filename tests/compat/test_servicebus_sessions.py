@@ -98,10 +98,20 @@ def test_a_session_is_held_by_one_receiver_at_a_time(sb, client):
                     r.receive_messages(max_message_count=1, max_wait_time=1)
         finally:
             other.close()
-    # Closing the holder frees the session: its unsettled message is locked until its
-    # lock lapses, but the session itself can be accepted at once.
+    # Closing the holder frees the session, and its unsettled message with it: the
+    # next receiver gets d0 at once (a session's messages have no lock of their own),
+    # its lost delivery counted, so the session stays in order.
+    send_all(client, "orders", ServiceBusMessage("d1", session_id="track-d"))
     with client.get_queue_receiver("orders", session_id="track-d") as r:
         assert r.session.session_id == "track-d"
+        got = []
+        for _ in range(5):
+            got += r.receive_messages(max_message_count=2 - len(got), max_wait_time=WAIT_S)
+            if len(got) == 2:
+                break
+        assert [(str(m), m.delivery_count) for m in got] == [("d0", 1), ("d1", 0)]
+        for m in got:
+            r.complete_message(m)
 
 
 def test_next_available_times_out_when_no_session_has_messages(sb, client):

@@ -51,6 +51,9 @@ pub struct App {
     pub media: PathBuf,
     workers: Semaphore,
     limits: Limits,
+    /// Handlers told of each new track by a direct call (the original design; in
+    /// messaging mode Event Grid does this instead).
+    pub notify: Vec<String>,
 }
 
 /// An answer with a status and `{"error": "..."}`.
@@ -117,6 +120,9 @@ async fn upload(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
         if stored == Stored::Already {
             // Another attempt of the same upload won the race: its file stays, ours goes.
             let _ = std::fs::remove_file(&path);
+        }
+        if stored == Stored::New {
+            crate::handlers::notify_directly(&app.notify, &track);
         }
         let status = if stored == Stored::New { StatusCode::CREATED } else { StatusCode::OK };
         Ok((status, Json(track)).into_response())
@@ -187,12 +193,28 @@ async fn comments(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer
     .await
 }
 
-async fn play(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
+#[derive(Deserialize, Default)]
+struct NewPlay {
+    play_id: Option<String>,
+}
+
+/// `POST /api/tracks/{id}/plays`, optionally with `{"play_id"}` (counted once per id).
+async fn play(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Answer {
     limited(&app, async {
-        match app.db.add_play(id).await? {
+        let p: NewPlay = if body.is_empty() { NewPlay::default() } else { serde_json::from_slice(&body).map_err(|e| bad(format!("a play is {{\"play_id\"}} or nothing: {e}")))? };
+        match app.db.add_play(id, p.play_id).await? {
             true => Ok(StatusCode::NO_CONTENT.into_response()),
             false => Err(Failure(StatusCode::NOT_FOUND, "no such track".into())),
         }
+    })
+    .await
+}
+
+/// `GET /api/trending`: the tracks played most in the last hour, with their plays.
+async fn trending(State(app): State<Arc<App>>) -> Answer {
+    limited(&app, async {
+        let top = app.db.trending(3_600_000, 10).await?;
+        Ok(Json(top.into_iter().map(|(track, plays)| json!({"track": track, "plays_last_hour": plays})).collect::<Vec<_>>()).into_response())
     })
     .await
 }
@@ -205,12 +227,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tracks/{id}/audio", get(audio))
         .route("/api/tracks/{id}/comments", post(comment).get(comments))
         .route("/api/tracks/{id}/plays", post(play))
+        .route("/api/trending", get(trending))
         .layer(DefaultBodyLimit::max(MAX_AUDIO_BYTES))
         .with_state(app)
 }
 
-pub fn app(db: Arc<Db>, media: PathBuf, limits: Limits) -> Arc<App> {
-    Arc::new(App { db, media, workers: Semaphore::new(limits.workers), limits })
+pub fn app(db: Arc<Db>, media: PathBuf, limits: Limits, notify: Vec<String>) -> Arc<App> {
+    Arc::new(App { db, media, workers: Semaphore::new(limits.workers), limits, notify })
 }
 
 /// Serves the API on `listen` until the process is stopped.

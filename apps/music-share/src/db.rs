@@ -41,6 +41,24 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL
     );
     CREATE INDEX plays_by_track ON plays(track_id, at_ms);",
+    // Messaging: plays keyed by the client's id, the trending aggregator's place in
+    // each partition, and the "track published" handlers' records.
+    "ALTER TABLE plays ADD COLUMN id TEXT;
+    CREATE UNIQUE INDEX plays_by_id ON plays(id);
+    CREATE TABLE checkpoints (
+        consumer_group TEXT NOT NULL,
+        partition_id TEXT NOT NULL,
+        sequence_number INTEGER NOT NULL,
+        PRIMARY KEY (consumer_group, partition_id)
+    );
+    CREATE TABLE deliveries (
+        handler TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        track_id TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        times INTEGER NOT NULL,
+        PRIMARY KEY (handler, event_id)
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -247,14 +265,81 @@ impl Db {
         .await
     }
 
-    /// Counts one play; `false` when the track does not exist.
-    pub async fn add_play(self: &Arc<Self>, track_id: String) -> DbResult<bool> {
+    /// Counts one play, once per play id when one is given; `false` when the track
+    /// does not exist.
+    pub async fn add_play(self: &Arc<Self>, track_id: String, play_id: Option<String>) -> DbResult<bool> {
         self.with(move |c| {
             if track_by_id(c, &track_id)?.is_none() {
                 return Ok(false);
             }
-            c.execute("INSERT INTO plays (track_id, at_ms) VALUES (?1, ?2)", params![track_id, now_ms()])?;
+            c.execute("INSERT OR IGNORE INTO plays (id, track_id, at_ms) VALUES (?1, ?2, ?3)", params![play_id, track_id, now_ms()])?;
             Ok(true)
+        })
+        .await
+    }
+
+    /// Where a consumer group's reading of a partition got to (the last sequence
+    /// number counted), if anywhere.
+    pub async fn checkpoint(self: &Arc<Self>, group: String, partition: String) -> DbResult<Option<i64>> {
+        self.with(move |c| Ok(c.query_row("SELECT sequence_number FROM checkpoints WHERE consumer_group = ?1 AND partition_id = ?2", params![group, partition], |r| r.get(0)).optional()?))
+            .await
+    }
+
+    /// Counts `plays` (id, track) and moves the partition's checkpoint to `last` in
+    /// one transaction, so a crash counts a play either with its checkpoint or not at
+    /// all. Plays of unknown tracks are skipped; a play id seen before is not counted
+    /// again. Returns how many were new.
+    pub async fn add_plays(self: &Arc<Self>, group: String, partition: String, plays: Vec<(String, String)>, last: i64) -> DbResult<usize> {
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut added = 0;
+            {
+                let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO plays (id, track_id, at_ms) SELECT ?1, id, ?3 FROM tracks WHERE id = ?2")?;
+                let now = now_ms();
+                for (id, track) in &plays {
+                    added += insert.execute(params![id, track, now])?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO checkpoints (consumer_group, partition_id, sequence_number) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (consumer_group, partition_id) DO UPDATE SET sequence_number = excluded.sequence_number",
+                params![group, partition, last],
+            )?;
+            tx.commit()?;
+            Ok(added)
+        })
+        .await
+    }
+
+    /// Records that `handler` got event `event_id` about `track_id`; a redelivery
+    /// only counts up `times`. `Stored::New` the first time.
+    pub async fn add_delivery(self: &Arc<Self>, handler: String, event_id: String, track_id: String) -> DbResult<Stored> {
+        self.with(move |c| {
+            let changed = c.execute(
+                "INSERT INTO deliveries (handler, event_id, track_id, received_at_ms, times) VALUES (?1, ?2, ?3, ?4, 1) \
+                 ON CONFLICT (handler, event_id) DO UPDATE SET times = times + 1",
+                params![handler, event_id, track_id, now_ms()],
+            )?;
+            debug_assert_eq!(changed, 1);
+            let times: i64 = c.query_row("SELECT times FROM deliveries WHERE handler = ?1 AND event_id = ?2", params![handler, event_id], |r| r.get(0))?;
+            Ok(if times == 1 { Stored::New } else { Stored::Already })
+        })
+        .await
+    }
+
+    /// The tracks played most in the last `window_ms`, with their play counts.
+    pub async fn trending(self: &Arc<Self>, window_ms: i64, limit: usize) -> DbResult<Vec<(Track, i64)>> {
+        self.with(move |c| {
+            let since = now_ms() - window_ms;
+            let mut stmt = c.prepare("SELECT track_id, COUNT(*) AS n FROM plays WHERE at_ms >= ?1 GROUP BY track_id ORDER BY n DESC, track_id LIMIT ?2")?;
+            let rows: Vec<(String, i64)> = stmt.query_map(params![since, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (id, n) in rows {
+                if let Some(t) = track_by_id(c, &id)? {
+                    out.push((t, n));
+                }
+            }
+            Ok(out)
         })
         .await
     }
@@ -313,12 +398,33 @@ mod tests {
         }
         assert_eq!(db.comments(t.id.clone()).await.unwrap().len(), 2);
         assert!(db.add_comment("nope".into(), "c3".into(), "me".into(), "x".into()).await.unwrap().is_none());
-        assert!(db.add_play(t.id.clone()).await.unwrap());
+        assert!(db.add_play(t.id.clone(), None).await.unwrap());
         let listed = db.tracks(10).await.unwrap();
         assert_eq!((listed.len(), listed[0].plays, listed[0].comments), (1, 1, 2));
         drop(db);
         let reopened = Db::open(&dir.path().join("app.db"), 1, Duration::from_secs(5)).unwrap();
         assert_eq!(reopened.tracks(10).await.unwrap().len(), 1, "migrations run once; data stays");
+    }
+
+    #[tokio::test]
+    async fn plays_count_once_with_their_checkpoint_and_deliveries_once_per_handler() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("app.db"), 2, Duration::from_secs(5)).unwrap();
+        let (t, _) = db.add_track(new_track("u1")).await.unwrap();
+        let (g, p) = ("trending".to_string(), "0".to_string());
+        assert_eq!(db.checkpoint(g.clone(), p.clone()).await.unwrap(), None);
+        let plays = vec![("p1".to_string(), t.id.clone()), ("p2".to_string(), t.id.clone()), ("p3".to_string(), "no-such-track".to_string())];
+        assert_eq!(db.add_plays(g.clone(), p.clone(), plays.clone(), 2).await.unwrap(), 2, "a play of an unknown track is skipped");
+        assert_eq!(db.checkpoint(g.clone(), p.clone()).await.unwrap(), Some(2));
+        assert_eq!(db.add_plays(g.clone(), p.clone(), plays, 5).await.unwrap(), 0, "a replay counts nothing twice");
+        assert_eq!(db.checkpoint(g.clone(), p).await.unwrap(), Some(5));
+        assert!(db.add_play(t.id.clone(), Some("p1".into())).await.unwrap(), "the same id from the API counts once too");
+        assert_eq!(db.track(t.id.clone()).await.unwrap().unwrap().plays, 2);
+        let top = db.trending(60_000, 5).await.unwrap();
+        assert_eq!((top.len(), top[0].1), (1, 2));
+        assert_eq!(db.add_delivery("notifications".into(), "e1".into(), t.id.clone()).await.unwrap(), Stored::New);
+        assert_eq!(db.add_delivery("notifications".into(), "e1".into(), t.id.clone()).await.unwrap(), Stored::Already);
+        assert_eq!(db.add_delivery("search-index".into(), "e1".into(), t.id.clone()).await.unwrap(), Stored::New, "each handler keeps its own record");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,22 +1,27 @@
 //! `music-share`: the reference application of Lapis — a music-sharing site whose
-//! uploads and comments are never lost. This binary holds its parts: the web API over
-//! the SQL database (`api`); the workers, web site, mobile simulator and demo come on
-//! top of it.
+//! uploads and comments are never lost. This binary holds all of its parts:
 //!
 //! - [`db`]: the schema, migrations and queries (SQLite), idempotent writes.
 //! - [`media`]: audio files (recognised by their bytes) and where they are kept.
-//! - [`api`]: the HTTP API with its deliberate limits.
-//! - [`mobile`]: simulated phones on a flaky network, writing a ledger; [`http`] their
-//!   client with its faults.
-//! - [`count`]: the ledger against the database: attempted, acknowledged, stored, lost,
-//!   duplicated.
+//! - [`api`]: the HTTP API with its deliberate limits (`api`).
+//! - [`messaging`]: one module per Lapis service, on the Rust library that reaches it.
+//! - [`workers`]: the messaging mode's back end (`workers`).
+//! - [`handlers`]: the "track published" webhooks (`handler`).
+//! - [`mobile`]: simulated phones on a flaky network in either mode, writing a
+//!   ledger (`mobile`); [`http`] their HTTP client with its faults.
+//! - [`count`]: the ledger against the database (`count`).
+//! - [`demo`]: everything at once, with faults, and the report (`demo`).
 
 mod api;
 mod count;
 mod db;
+mod demo;
+mod handlers;
 mod http;
 mod media;
+mod messaging;
 mod mobile;
+mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,43 +48,42 @@ enum Command {
         /// Where uploaded audio files are kept.
         #[arg(long, default_value = "music-share-media")]
         media: PathBuf,
-        /// Requests handled at once.
-        #[arg(long, default_value_t = 16)]
-        workers: usize,
-        /// Milliseconds a request waits for a worker before it gets 503.
-        #[arg(long, default_value_t = 500)]
-        queue_wait_ms: u64,
-        /// Database connections.
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Direct mode: a handler URL told of each new track by the API itself
+        /// (repeatable).
+        #[arg(long)]
+        notify: Vec<String>,
+    },
+    /// Run the messaging mode's workers: uploads, comments, trending.
+    Workers {
+        #[arg(long, default_value = "music-share.db")]
+        database: PathBuf,
+        #[arg(long, default_value = "music-share-media")]
+        media: PathBuf,
+        #[command(flatten)]
+        lapis: messaging::lapis::Lapis,
+        #[arg(long, default_value_t = 4)]
+        upload_workers: usize,
+        #[arg(long, default_value_t = 4)]
+        comment_workers: usize,
         #[arg(long, default_value_t = 4)]
         connections: usize,
-        /// Milliseconds a request may take.
-        #[arg(long, default_value_t = 10_000)]
-        timeout_ms: u64,
     },
-    /// Simulated phones uploading and commenting over a flaky network; writes a ledger.
+    /// Run one "track published" handler (an Event Grid webhook).
+    Handler {
+        /// `notifications` or `search-index`.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "music-share.db")]
+        database: PathBuf,
+    },
+    /// Simulated phones uploading, commenting and playing over a flaky network; writes a ledger.
     Mobile {
-        /// The API's address (host:port).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        api: String,
-        #[arg(long, default_value_t = 20)]
-        phones: usize,
-        #[arg(long, default_value_t = 2)]
-        uploads: usize,
-        #[arg(long, default_value_t = 5)]
-        comments: usize,
-        /// Chance that one attempt meets a network fault (0-1).
-        #[arg(long, default_value_t = 0.2)]
-        drop: f64,
-        /// Attempts per item before the phone gives up.
-        #[arg(long, default_value_t = 3)]
-        tries: u32,
-        #[arg(long, default_value_t = 2000)]
-        timeout_ms: u64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Size of each simulated audio file.
-        #[arg(long, default_value_t = 64 * 1024)]
-        audio_bytes: usize,
+        #[command(flatten)]
+        phones: PhoneArgs,
         /// Where the ledger (what was tried and acknowledged) goes.
         #[arg(long, default_value = "ledger.json")]
         ledger: PathBuf,
@@ -94,40 +98,155 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start Lapis, the API, the workers and handlers, run a burst with faults, count,
+    /// and write an HTML report.
+    Demo {
+        #[command(flatten)]
+        demo: demo::DemoArgs,
+    },
+}
+
+/// The API's deliberate limits.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Requests handled at once.
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
+    /// Milliseconds a request waits for a worker before it gets 503.
+    #[arg(long, default_value_t = 500)]
+    queue_wait_ms: u64,
+    /// Database connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Milliseconds a request may take.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+}
+
+/// What the simulated phones do.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PhoneArgs {
+    #[arg(long, value_enum, default_value = "direct")]
+    mode: mobile::Mode,
+    /// The API's address (host:port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    api: String,
+    #[command(flatten)]
+    lapis: messaging::lapis::Lapis,
+    #[arg(long, default_value_t = 20)]
+    phones: usize,
+    #[arg(long, default_value_t = 2)]
+    uploads: usize,
+    #[arg(long, default_value_t = 5)]
+    comments: usize,
+    #[arg(long, default_value_t = 5)]
+    plays: usize,
+    /// Tracks put in place first, which the phones comment on and play.
+    #[arg(long, default_value_t = 4)]
+    catalog: usize,
+    /// Chance that one attempt meets a network fault (0-1).
+    #[arg(long, default_value_t = 0.2)]
+    drop: f64,
+    /// Direct mode: attempts per item before the phone gives up.
+    #[arg(long, default_value_t = 3)]
+    tries: u32,
+    /// Messaging mode: seconds an item may wait in the phone's outbox.
+    #[arg(long, default_value_t = 120)]
+    outbox_secs: u64,
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Size of each simulated audio file.
+    #[arg(long, default_value_t = 64 * 1024)]
+    audio_bytes: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> anyhow::Result<api::Limits> {
+        anyhow::ensure!(self.workers > 0 && self.connections > 0, "--workers and --connections must be at least 1");
+        Ok(api::Limits { workers: self.workers, queue_wait: Duration::from_millis(self.queue_wait_ms), connections: self.connections, timeout: Duration::from_millis(self.timeout_ms) })
+    }
+}
+
+impl PhoneArgs {
+    fn plan(&self) -> anyhow::Result<mobile::Plan> {
+        anyhow::ensure!((0.0..=1.0).contains(&self.drop), "--drop is a chance, between 0 and 1");
+        anyhow::ensure!(self.tries > 0, "--tries must be at least 1");
+        Ok(mobile::Plan {
+            mode: self.mode,
+            api: self.api.clone(),
+            lapis: self.lapis.clone(),
+            phones: self.phones,
+            uploads: self.uploads,
+            comments: self.comments,
+            plays: self.plays,
+            catalog: self.catalog,
+            drop: self.drop,
+            tries: self.tries,
+            outbox: Duration::from_secs(self.outbox_secs),
+            timeout: Duration::from_millis(self.timeout_ms),
+            seed: self.seed,
+            audio_bytes: self.audio_bytes,
+        })
+    }
+}
+
+/// The messaging clients run on a current-thread runtime (docs/design/music-share-clients.md).
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MUSIC_SHARE_LOG").unwrap_or_else(|_| "warn".into())).init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Api { listen, database, media, workers, queue_wait_ms, connections, timeout_ms } => {
-            anyhow::ensure!(workers > 0 && connections > 0, "--workers and --connections must be at least 1");
-            let limits = api::Limits { workers, queue_wait: Duration::from_millis(queue_wait_ms), connections, timeout: Duration::from_millis(timeout_ms) };
+        Command::Api { listen, database, media, limits, notify } => {
+            let limits = limits.limits()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
                 let db = db::Db::open(&database, limits.connections, limits.timeout)?;
-                api::serve(listen, api::app(db, media, limits)).await
+                api::serve(listen, api::app(db, media, limits, notify)).await
             })
         }
-        Command::Mobile { api, phones, uploads, comments, drop, tries, timeout_ms, seed, audio_bytes, ledger } => {
-            anyhow::ensure!((0.0..=1.0).contains(&drop), "--drop is a chance, between 0 and 1");
-            anyhow::ensure!(tries > 0, "--tries must be at least 1");
-            let plan = mobile::Plan { api, phones, uploads, comments, drop, tries, timeout: Duration::from_millis(timeout_ms), seed, audio_bytes };
-            let result = runtime.block_on(mobile::run(plan))?;
+        Command::Workers { database, media, lapis, upload_workers, comment_workers, connections } => {
+            anyhow::ensure!(connections > 0, "--connections must be at least 1");
+            current_thread()?.block_on(async {
+                let db = db::Db::open(&database, connections, Duration::from_secs(30))?;
+                workers::run(std::sync::Arc::new(workers::Context { lapis, db, media }), upload_workers, comment_workers).await
+            })
+        }
+        Command::Handler { name, listen, database } => current_thread()?.block_on(async {
+            let db = db::Db::open(&database, 2, Duration::from_secs(10))?;
+            handlers::serve(listen, name, db).await
+        }),
+        Command::Mobile { phones, ledger } => {
+            let plan = phones.plan()?;
+            let result = current_thread()?.block_on(mobile::run(plan, Default::default()))?;
             std::fs::write(&ledger, serde_json::to_vec_pretty(&result)?)?;
             let acked = |v: &[mobile::Attempt]| v.iter().filter(|a| a.acknowledged).count();
-            println!("uploads {}/{} acknowledged, comments {}/{} acknowledged; ledger in {}", acked(&result.uploads), result.uploads.len(), acked(&result.comments), result.comments.len(), ledger.display());
+            println!(
+                "uploads {}/{}, comments {}/{}, plays {}/{} acknowledged; ledger in {}",
+                acked(&result.uploads),
+                result.uploads.len(),
+                acked(&result.comments),
+                result.comments.len(),
+                acked(&result.plays),
+                result.plays.len(),
+                ledger.display()
+            );
             Ok(())
         }
         Command::Count { database, ledger, json } => {
             let ledger: mobile::Ledger = serde_json::from_slice(&std::fs::read(&ledger)?)?;
-            let (uploads, comments) = count::count(&database, &ledger)?;
+            let tallies = count::count(&database, &ledger)?;
             if json {
-                println!("{}", serde_json::json!({"uploads": uploads, "comments": comments}));
+                println!("{}", serde_json::to_string(&tallies)?);
             } else {
-                print!("{}", count::table(&uploads, &comments));
+                print!("{}", count::table(&tallies));
             }
             Ok(())
         }
+        Command::Demo { demo } => current_thread()?.block_on(demo::run(demo)),
     }
 }

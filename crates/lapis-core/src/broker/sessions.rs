@@ -102,11 +102,32 @@ impl Broker {
         Ok(until)
     }
 
-    /// Gives the session up (its receiver closed). Messages still locked under it stay
-    /// locked until their locks lapse, as in Azure.
+    /// Gives the session up (its receiver closed, or its connection went away). The
+    /// messages received under it and not settled are unlocked at once, their
+    /// delivery counted as failed, so the next receiver of the session gets them first
+    /// and the session stays in order (as in Azure: a session's messages have no lock
+    /// of their own). Waiting for their locks to lapse would let later messages of
+    /// the session overtake them.
     pub fn release_session(&self, entity: &str, token: Uuid) -> BrokerResult<()> {
         let e = self.entity(entity)?;
-        e.lock().session_locks.retain(|_, l| l.token != token);
+        {
+            let mut e = e.lock();
+            let released: Vec<String> = e.session_locks.iter().filter(|(_, l)| l.token == token).map(|(id, _)| id.clone()).collect();
+            e.session_locks.retain(|_, l| l.token != token);
+            let mut ops = Vec::new();
+            for session in &released {
+                for seq in e.locked_in_session(session) {
+                    let mut m = e.remove(seq).expect("a locked sequence number is present");
+                    m.lock = None;
+                    ops.extend(self.count_failed_delivery(&mut e, m).0);
+                }
+            }
+            if !ops.is_empty() {
+                // The new delivery counts need not be awaited: a crash before they are
+                // on disk only counts those deliveries once fewer.
+                let _ = self.store.commit(&ops)?;
+            }
+        }
         // Receivers waiting for the next free session may take it now.
         self.wake(&entity.to_ascii_lowercase());
         Ok(())

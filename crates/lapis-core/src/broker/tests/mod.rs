@@ -329,6 +329,24 @@ async fn a_lapsed_session_lock_loses_the_session_and_its_message_locks() {
 }
 
 #[tokio::test]
+async fn a_released_session_hands_its_unsettled_messages_to_the_next_receiver_first() {
+    let (b, _) = broker();
+    session_queue(&b).await;
+    b.send("orders", vec![in_session("a1", "A"), in_session("a2", "A"), in_session("a3", "A")]).await.unwrap();
+    let first = b.accept_session("orders", None).unwrap().unwrap();
+    let got = from_session(&b, &first, 2).await;
+    b.settle("orders", SubQueue::Main, token(&got[0]), Settlement::Complete).await.unwrap();
+    // The receiver goes away with a2 received and not settled.
+    b.release_session("orders", first.token).unwrap();
+    let late = b.settle("orders", SubQueue::Main, token(&got[1]), Settlement::Complete).await;
+    assert!(late.is_err(), "a2's old lock went with the session: {late:?}");
+    let second = b.accept_session("orders", None).unwrap().unwrap();
+    let next = from_session(&b, &second, 10).await;
+    assert_eq!(bodies(&next), ["a2", "a3"], "a2 keeps its place, ahead of a3");
+    assert_eq!(next[0].delivery_count, 1, "the lost delivery counts");
+}
+
+#[tokio::test]
 async fn renewing_the_session_lock_renews_its_message_locks() {
     let (b, clock) = broker();
     session_queue(&b).await;

@@ -1,0 +1,276 @@
+//! `music-share demo --mode direct|messaging`: the whole application under a burst,
+//! with faults, counted from the database.
+//!
+//! It starts what the mode needs (Lapis from the `lapis` binary in messaging mode;
+//! the API, the two "track published" handlers, and in messaging mode the workers),
+//! puts a small catalog in place, then lets the phones loose — thousands of uploads,
+//! comments and plays within seconds over a flaky network — while it takes a
+//! handler down for a while and SIGKILLs the API (and the workers) mid-burst, then
+//! starts them again. When the phones are done it waits for every backlog to drain,
+//! counts attempted / acknowledged / stored / lost / duplicated per task, prints the
+//! table and writes `report.html` (the table, and charts of acknowledged against
+//! stored and of each service's backlog over time, sampled every half second).
+
+mod procs;
+mod report;
+mod sample;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::messaging::eventgrid::{TRACKS_TOPIC, TRACK_PUBLISHED};
+use crate::messaging::lapis::{Lapis, TOPIC_KEY};
+use crate::mobile::{self, Mode, Progress};
+use procs::{free_port, Proc};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    #[arg(long, value_enum, default_value = "messaging")]
+    pub mode: Mode,
+    /// Where the demo keeps its databases, logs, ledger and report (emptied first).
+    #[arg(long, default_value = "music-share-demo")]
+    pub dir: PathBuf,
+    /// The `lapis` binary (messaging mode).
+    #[arg(long, env = "LAPIS_BIN", default_value = "lapis")]
+    pub lapis_bin: PathBuf,
+    #[arg(long, default_value_t = 200)]
+    pub phones: usize,
+    #[arg(long, default_value_t = 5)]
+    pub uploads: usize,
+    #[arg(long, default_value_t = 10)]
+    pub comments: usize,
+    #[arg(long, default_value_t = 10)]
+    pub plays: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub drop: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub audio_bytes: usize,
+    /// Leave out the restarts and the handler outage (the network faults stay).
+    #[arg(long)]
+    pub no_faults: bool,
+    /// How long the search-index handler stays down, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub handler_down_secs: u64,
+    /// The longest the demo waits for the backlogs to drain, in seconds.
+    #[arg(long, default_value_t = 240)]
+    pub settle_secs: u64,
+    /// Print the tallies as JSON (after the table).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Everything the demo started, by role.
+struct System {
+    lapis: Option<Proc>,
+    api: Proc,
+    workers: Option<Proc>,
+    handlers: Vec<Proc>,
+    ports: Lapis,
+    api_addr: String,
+}
+
+fn lapis_config() -> serde_json::Value {
+    json!({
+        "UserConfig": {
+            "Namespaces": [{"Name": "sbemulatorns", "Queues": [{"Name": crate::messaging::servicebus::COMMENTS, "Properties": {
+                "RequiresSession": true, "RequiresDuplicateDetection": true, "DuplicateDetectionHistoryTimeWindow": "PT10M",
+                "MaxDeliveryCount": 5, "LockDuration": "PT10S"}}]}],
+            "NamespaceConfig": [{"Type": "EventHub", "Name": "emulatorNs1", "Entities": [
+                {"Name": crate::messaging::eventhubs::PLAYS, "PartitionCount": 4, "ConsumerGroups": [{"Name": crate::messaging::eventhubs::TRENDING_GROUP}]}]}],
+        },
+        "EventGrid": {"Topics": [{"Name": TRACKS_TOPIC, "Key1": TOPIC_KEY, "Key2": TOPIC_KEY}]},
+    })
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<System> {
+    let me = std::env::current_exe()?;
+    let db = s(&dir.join("music-share.db"));
+    let media = s(&dir.join("media"));
+    let ports = Lapis { host: "127.0.0.1".into(), queue_port: free_port()?, blob_port: free_port()?, amqp_port: free_port()?, http_port: free_port()? };
+    let lapis_args = |p: &Lapis| {
+        vec![
+            "--lapis-host".into(),
+            p.host.clone(),
+            "--queue-port".into(),
+            p.queue_port.to_string(),
+            "--blob-port".into(),
+            p.blob_port.to_string(),
+            "--amqp-port".into(),
+            p.amqp_port.to_string(),
+            "--http-port".into(),
+            p.http_port.to_string(),
+        ]
+    };
+    let lapis = match args.mode {
+        Mode::Direct => None,
+        Mode::Messaging => {
+            let config = dir.join("lapis-config.json");
+            std::fs::write(&config, serde_json::to_vec_pretty(&lapis_config())?)?;
+            let mut serve: Vec<String> = vec!["serve".into(), "--data-dir".into(), s(&dir.join("lapis-data")), "--config".into(), s(&config), "--kafka-port".into(), "0".into(), "--host".into(), ports.host.clone()];
+            // The same port flags as the app's, after its --lapis-host pair.
+            serve.extend(lapis_args(&ports).into_iter().skip(2));
+            let mut p = Proc::new("lapis", &args.lapis_bin, serve, dir, Some(ports.http_addr()));
+            p.start().await.context("starting Lapis (is the `lapis` binary on PATH, or LAPIS_BIN set?)")?;
+            Some(p)
+        }
+    };
+    let mut handlers = Vec::new();
+    let mut hook_urls = Vec::new();
+    for name in crate::handlers::HANDLERS {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let mut h = Proc::new(name, &me, vec!["handler".into(), "--name".into(), name.into(), "--listen".into(), addr.clone(), "--database".into(), db.clone()], dir, Some(addr.clone()));
+        h.start().await?;
+        hook_urls.push(format!("http://{addr}/hooks/{name}"));
+        handlers.push(h);
+    }
+    if args.mode == Mode::Messaging {
+        for (name, url) in crate::handlers::HANDLERS.iter().zip(&hook_urls) {
+            crate::messaging::admin::subscribe_webhook(&ports, TRACKS_TOPIC, name, url, TRACK_PUBLISHED).await?;
+        }
+    }
+    let api_addr = format!("127.0.0.1:{}", free_port()?);
+    let mut api_args: Vec<String> = vec!["api".into(), "--listen".into(), api_addr.clone(), "--database".into(), db.clone(), "--media".into(), media.clone()];
+    if args.mode == Mode::Direct {
+        for url in &hook_urls {
+            api_args.extend(["--notify".into(), url.clone()]);
+        }
+    }
+    let mut api = Proc::new("api", &me, api_args, dir, Some(api_addr.clone()));
+    api.start().await?;
+    let workers = match args.mode {
+        Mode::Direct => None,
+        Mode::Messaging => {
+            let mut w: Vec<String> = vec!["workers".into(), "--database".into(), db.clone(), "--media".into(), media];
+            w.extend(lapis_args(&ports));
+            let mut p = Proc::new("workers", &me, w, dir, None);
+            p.start().await?;
+            Some(p)
+        }
+    };
+    Ok(System { lapis, api, workers, handlers, ports, api_addr })
+}
+
+/// Waits until the phones have finished `share` of their items, either way.
+async fn until_finished(progress: &Progress, total: usize, share: f64) {
+    let goal = (total as f64 * share) as usize;
+    while progress.finished.load(Ordering::Relaxed) < goal {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The faults, placed by how far the burst has got (so they land mid-burst at any
+/// size): at a tenth the search-index handler goes down; at a third the API (and
+/// the workers) are SIGKILLed, and started again a second later; the handler comes
+/// back after `--handler-down-secs`.
+async fn inject_faults(system: &tokio::sync::Mutex<System>, args: &DemoArgs, progress: &Progress, total: usize, events: &sample::Log) -> anyhow::Result<()> {
+    until_finished(progress, total, 0.1).await;
+    let handler_down = tokio::time::Instant::now();
+    system.lock().await.handlers[1].kill().await;
+    events.note("search-index handler down");
+    until_finished(progress, total, 0.33).await;
+    {
+        let mut sys = system.lock().await;
+        sys.api.kill().await;
+        if let Some(w) = sys.workers.as_mut() {
+            w.kill().await;
+        }
+    }
+    events.note("API and workers killed (SIGKILL)");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    {
+        let mut sys = system.lock().await;
+        sys.api.start().await?;
+        if let Some(w) = sys.workers.as_mut() {
+            w.start().await?;
+        }
+    }
+    events.note("API and workers started again");
+    tokio::time::sleep_until(handler_down + Duration::from_secs(args.handler_down_secs)).await;
+    system.lock().await.handlers[1].start().await?;
+    events.note("search-index handler back");
+    Ok(())
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let dir = args.dir.clone();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let system = start(&args, &dir).await?;
+    let plan = mobile::Plan {
+        mode: args.mode,
+        api: system.api_addr.clone(),
+        lapis: system.ports.clone(),
+        phones: args.phones,
+        uploads: args.uploads,
+        comments: args.comments,
+        plays: args.plays,
+        catalog: 4,
+        drop: args.drop,
+        tries: 3,
+        outbox: Duration::from_secs(120),
+        timeout: Duration::from_secs(2),
+        seed: args.seed,
+        audio_bytes: args.audio_bytes,
+    };
+    let ports = system.ports.clone();
+    let system = Arc::new(tokio::sync::Mutex::new(system));
+    let progress = Arc::new(Progress::default());
+    let log = Arc::new(sample::Log::default());
+    let db_path = dir.join("music-share.db");
+    let sampler = tokio::spawn(sample::every_half_second(args.mode, ports.clone(), db_path.clone(), progress.clone(), log.clone()));
+    let started = tokio::time::Instant::now();
+    let total = args.phones * (args.uploads + args.comments + args.plays);
+    let faults = {
+        let (system, args, log, progress) = (system.clone(), args.clone(), log.clone(), progress.clone());
+        tokio::spawn(async move {
+            if args.no_faults {
+                return Ok(());
+            }
+            inject_faults(&system, &args, &progress, total, &log).await
+        })
+    };
+    let ledger = mobile::run(plan, progress.clone()).await?;
+    log.note("phones done");
+    let burst = started.elapsed();
+    faults.await??;
+    let settled = sample::settle(args.mode, &ports, &db_path, &ledger, Duration::from_secs(args.settle_secs)).await;
+    log.note(if settled { "settled" } else { "gave up waiting to settle" });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    sampler.abort();
+    std::fs::write(dir.join("ledger.json"), serde_json::to_vec_pretty(&ledger)?)?;
+    let tallies = crate::count::count(&db_path, &ledger)?;
+    std::fs::write(dir.join("tallies.json"), serde_json::to_vec_pretty(&tallies)?)?;
+    let report = dir.join("report.html");
+    std::fs::write(&report, report::html(&args, &tallies, &log.samples(), &log.notes(), burst, started.elapsed()))?;
+    let mut guard = system.lock().await;
+    let sys = &mut *guard;
+    sys.api.kill().await;
+    for p in [sys.workers.as_mut(), sys.lapis.as_mut()].into_iter().flatten() {
+        p.kill().await;
+    }
+    for h in sys.handlers.iter_mut() {
+        h.kill().await;
+    }
+    println!("music-share demo, {:?} mode: {} phones, burst {:.1} s, settled in {:.1} s", args.mode, args.phones, burst.as_secs_f64(), started.elapsed().as_secs_f64());
+    print!("{}", crate::count::table(&tallies));
+    println!("report: {}", report.display());
+    if args.json {
+        let retried = [&ledger.uploads, &ledger.comments, &ledger.plays].iter().flat_map(|l| l.iter()).filter(|a| a.attempts > 1).count();
+        let notes: Vec<String> = log.notes().into_iter().map(|(_, n)| n).collect();
+        println!("{}", json!({"tallies": tallies, "notes": notes, "retried_items": retried, "settled": settled}));
+    }
+    Ok(())
+}
