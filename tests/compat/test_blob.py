@@ -1,8 +1,10 @@
 """The Blob subset (port `--blob-port`) driven with the official
 `azure-storage-blob` SDK and the Event Hubs checkpoint store built on it:
-containers, Put/Get/Properties/Set Metadata/Delete of block blobs, ETag and date
-conditions, listing, names and limits, the error bodies Azure returns, Shared
-Key and SAS authentication, and state across SIGTERM and SIGKILL restarts.
+containers, Put/Get/Properties/Set Metadata/Delete of block blobs, Put Block /
+Put Block List / Get Block List (large uploads in blocks, ranged downloads),
+ETag and date conditions, listing, names and limits, the error bodies Azure
+returns, Shared Key and SAS authentication, and state across SIGTERM and
+SIGKILL restarts.
 
 SAS validity is checked against the wall clock (as for queues), so SAS times
 here are wall-clock times."""
@@ -13,6 +15,7 @@ import base64
 import datetime as dt
 import email.utils
 import hashlib
+import os
 import uuid
 import xml.etree.ElementTree as ET
 
@@ -29,6 +32,7 @@ from azure.core.exceptions import (
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 from azure.storage.blob import (
     AccountSasPermissions,
+    BlobBlock,
     BlobClient,
     BlobSasPermissions,
     BlobServiceClient,
@@ -55,7 +59,10 @@ from lapis_harness import (
 )
 from lapis_wire import shared_key_signature, signed_headers
 
-MAX_BLOB = 4 * 1024 * 1024
+MIB = 1024 * 1024
+# Lapis's bounds: one request body (Put Blob, Put Block) and one blob.
+MAX_BODY = 100 * MIB
+MAX_BLOB = 256 * MIB
 EMPTY_MD5 = "1B2M2Y8AsgTpgAmY7PhCfg=="
 FQNS = "lapis.servicebus.windows.net"
 
@@ -326,13 +333,15 @@ def test_list_blobs_xml_is_azures(server, container):
 
 
 # --------------------------------------------------------------------------- limits and bad input
-def test_blob_size_limit(container):
-    container.get_blob_client("max").upload_blob(b"\0" * MAX_BLOB)
+def test_blob_size_limit(server, container):
+    # Above the SDK's default single-put size (64 MiB) it would stage blocks instead.
+    single = BlobClient.from_connection_string(server.conn_str(), container.container_name, "big", max_single_put_size=2 * MAX_BODY, **CLIENT_KWARGS)
+    single.upload_blob(b"\0" * (64 * MIB))
+    assert single.get_blob_properties().size == 64 * MIB
     with pytest.raises(HttpResponseError) as ei:
-        container.get_blob_client("big").upload_blob(b"\0" * (MAX_BLOB + 1))
+        single.upload_blob(b"\0" * (MAX_BODY + 1), overwrite=True)
     assert_storage_error(ei.value, 413, "RequestBodyTooLarge")
-    assert not container.get_blob_client("big").exists()
-
+    assert single.get_blob_properties().size == 64 * MIB
 
 def test_metadata_rules(container):
     blob = container.get_blob_client("m")
@@ -540,3 +549,206 @@ def test_state_survives_restarts(lapis_factory, how):
         server.start()
         _verify(svc, scenario)
     assert (server.data_dir / "blob").is_dir()
+
+
+# --------------------------------------------------------------------------- blocks and block lists
+def _requests_seen(into):
+    """A raw_response_hook recording (method, comp, status) of every response."""
+
+    def hook(pipeline_response):
+        req = pipeline_response.http_request
+        query = dict(p.split("=", 1) for p in req.url.partition("?")[2].split("&") if "=" in p)
+        into.append((req.method, query.get("comp"), pipeline_response.http_response.status_code))
+
+    return hook
+
+
+def _block_client(server, container, name, **kwargs):
+    return BlobClient.from_connection_string(server.conn_str(), container.container_name, name, **{**CLIENT_KWARGS, **kwargs})
+
+
+def test_large_upload_in_blocks_and_ranged_download(server, container):
+    data = os.urandom(20 * MIB + 12345)
+    seen = []
+    small = dict(max_single_put_size=4 * MIB, max_block_size=4 * MIB, max_single_get_size=4 * MIB, max_chunk_get_size=4 * MIB)
+    blob = _block_client(server, container, "audio/track.mp3", raw_response_hook=_requests_seen(seen), **small)
+    settings = ContentSettings(content_type="audio/mpeg", cache_control="max-age=60")
+    up = blob.upload_blob(data, metadata={"artist": "x"}, content_settings=settings, max_concurrency=2)
+    puts = [s for s in seen if s[1] == "block"]
+    assert len(puts) == 6 and all(status == 201 for _, _, status in puts), seen
+    assert [s for s in seen if s[1] == "blocklist"] == [("PUT", "blocklist", 201)]
+    assert up["etag"].startswith('"0x')
+
+    props = blob.get_blob_properties()
+    assert (props.size, props.blob_type, props.etag) == (len(data), BlobType.BLOCKBLOB, up["etag"])
+    assert (props.content_settings.content_type, props.content_settings.cache_control) == ("audio/mpeg", "max-age=60")
+    assert props.content_settings.content_md5 is None, "no MD5 is computed for a block list"
+    assert props.metadata == {"artist": "x"}
+
+    seen.clear()
+    assert blob.download_blob(max_concurrency=2).readall() == data
+    gets = [s for s in seen if s[0] == "GET"]
+    assert len(gets) == 6 and all(status == 206 for _, _, status in gets), "downloaded in 4 MiB ranges"
+    assert blob.download_blob(offset=4 * MIB - 10, length=20).readall() == data[4 * MIB - 10:4 * MIB + 10]
+    assert blob.download_blob(offset=len(data) - 5).readall() == data[-5:]
+    committed, uncommitted = blob.get_block_list("all")
+    assert [b.size for b in committed] == [4 * MIB] * 5 + [12345] and uncommitted == []
+
+    # With the SDK's defaults 20 MiB goes in one Put Blob, and comes back in one range.
+    whole = container.get_blob_client("audio/whole.mp3")
+    whole.upload_blob(data)
+    assert whole.download_blob().readall() == data
+    assert bytes(whole.get_blob_properties().content_settings.content_md5) == hashlib.md5(data).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_stage_and_commit_block_lists_by_hand(server, container):
+    blob = container.get_blob_client("manual")
+    blob.stage_block("b1", b"aaa")
+    blob.stage_block("b2", b"bbbb")
+    assert not blob.exists(), "staged blocks make no blob"
+    committed, uncommitted = blob.get_block_list("all")
+    assert committed == [] and [(b.id, b.size) for b in uncommitted] == [("b1", 3), ("b2", 4)]
+    first = blob.commit_block_list([BlobBlock("b1"), BlobBlock("b2")], metadata={"v": "1"})
+    assert blob.download_blob().readall() == b"aaabbbb"
+    assert blob.get_block_list("uncommitted") == ([], [])
+
+    blob.stage_block("b1", b"AAAAA")
+    blob.stage_block("b3", b"cc")
+    assert blob.get_blob_properties().etag == first["etag"], "staging does not change the blob"
+    committed, uncommitted = blob.get_block_list("all")
+    assert [(b.id, b.size) for b in committed] == [("b1", 3), ("b2", 4)]
+    assert [(b.id, b.size) for b in uncommitted] == [("b1", 5), ("b3", 2)]
+    # The SDK sends every BlobBlock as <Latest> (whatever its state), so the three
+    # kinds of entry, interleaved, go by hand; ids are base64 of "b1", "b2", "b3".
+    body = (
+        b"<?xml version='1.0' encoding='utf-8'?><BlockList><Committed>YjE=</Committed><Uncommitted>YjE=</Uncommitted>"
+        b"<Latest>YjM=</Latest><Committed>YjI=</Committed></BlockList>"
+    )
+    md5 = hashlib.md5(b"aaaAAAAAccbbbb").digest()
+    headers = {"If-Match": first["etag"], "Content-Type": "application/xml", "x-ms-blob-content-type": "text/plain", "x-ms-blob-content-md5": _b64(md5)}
+    r = raw(server, "PUT", f"{container.container_name}/manual", query={"comp": "blocklist"}, headers=headers, body=body)
+    assert r.status_code == 201, r.text
+    assert r.headers["etag"] != first["etag"] and r.headers["content-md5"] == _b64(hashlib.md5(body).digest())
+    assert blob.download_blob().readall() == b"aaaAAAAAccbbbb"
+    props = blob.get_blob_properties()
+    assert (props.content_settings.content_type, bytes(props.content_settings.content_md5), props.metadata) == ("text/plain", md5, {})
+    committed, uncommitted = blob.get_block_list("all")
+    assert [(b.id, b.size) for b in committed] == [("b1", 3), ("b1", 5), ("b3", 2), ("b2", 4)] and uncommitted == []
+
+    # <Latest> takes an uncommitted block before a committed one of the same id.
+    blob.stage_block("b2", b"BB")
+    blob.commit_block_list(["b2", "b3"], etag=r.headers["etag"], match_condition=MatchConditions.IfNotModified)
+    assert blob.download_blob().readall() == b"BBcc"
+
+    blob.stage_block("zz", b"z")
+    blob.upload_blob(b"whole", overwrite=True)
+    assert blob.get_block_list("all") == ([], []), "Put Blob discards uncommitted blocks and writes no block list"
+    assert blob.download_blob().readall() == b"whole"
+
+
+def test_block_errors(server, container):
+    blob = container.get_blob_client("errors")
+    path = f"{container.container_name}/errors"
+    blob.stage_block("aa", b"x")
+    with pytest.raises(HttpResponseError) as ei:
+        blob.stage_block("aaa", b"x")
+    assert_storage_error(ei.value, 400, "InvalidBlobOrBlock")
+    with pytest.raises(HttpResponseError) as ei:
+        blob.commit_block_list([BlobBlock("aa"), BlobBlock("bb")])
+    assert_storage_error(ei.value, 400, "InvalidBlockList")
+    only_committed = b"<BlockList><Committed>YWE=</Committed></BlockList>"  # "aa" is uncommitted
+    assert_raw_error(raw(server, "PUT", path, query={"comp": "blocklist"}, body=only_committed), 400, "InvalidBlockList")
+    assert not blob.exists() and len(blob.get_block_list("uncommitted")[1]) == 1, "a refused list changes nothing"
+    with pytest.raises(HttpResponseError) as ei:
+        container.get_blob_client("long-id").stage_block("x" * 65, b"x")
+    assert_storage_error(ei.value, 400, "InvalidQueryParameterValue")
+
+    r = raw(server, "PUT", path, query={"comp": "block", "blockid": "AAAA-A=="}, body=b"x")
+    assert_raw_error(r, 400, "InvalidQueryParameterValue")
+    assert ET.fromstring(r.content).findtext("QueryParameterName") == "blockid"
+    assert_raw_error(raw(server, "PUT", path, query={"comp": "block"}, body=b"x"), 400, "MissingRequiredQueryParameter")
+    wrong_md5 = {"Content-MD5": EMPTY_MD5}
+    assert_raw_error(raw(server, "PUT", path, query={"comp": "block", "blockid": "YWE="}, headers=wrong_md5, body=b"x"), 400, "Md5Mismatch")
+    r = raw(server, "PUT", path, query={"comp": "block", "blockid": "YWE="}, body=b"xyz")
+    assert r.status_code == 201 and r.headers["content-md5"] == base64.b64encode(hashlib.md5(b"xyz").digest()).decode()
+    bad_list = b"<?xml version='1.0' encoding='utf-8'?><BlockList><Latest>not base64!</Latest></BlockList>"
+    assert_raw_error(raw(server, "PUT", path, query={"comp": "blocklist"}, body=bad_list), 400, "InvalidBlockId")
+    assert_raw_error(raw(server, "PUT", path, query={"comp": "blocklist"}, body=b"<BlockList><Latest>YWE="), 400, "InvalidXmlDocument")
+    assert_raw_error(raw(server, "GET", path, query={"comp": "blocklist", "blocklisttype": "bogus"}), 400, "InvalidQueryParameterValue")
+    r = raw(server, "GET", path, query={"comp": "blocklist", "blocklisttype": "all"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/xml" and r.headers["x-ms-blob-content-length"] == "0"
+    assert "etag" not in r.headers, "no committed blob, no ETag"
+    root = ET.fromstring(r.content)
+    assert [c.tag for c in root] == ["CommittedBlocks", "UncommittedBlocks"]
+    assert [(b.findtext("Name"), b.findtext("Size")) for b in root.find("UncommittedBlocks")] == [("YWE=", "3")]
+
+    up = blob.commit_block_list([BlobBlock("aa")])
+    with pytest.raises(ResourceExistsError) as ei:
+        blob.commit_block_list([BlobBlock("aa")], if_none_match="*")
+    assert_storage_error(ei.value, 409, "BlobAlreadyExists")
+    blob.commit_block_list([BlobBlock("aa")], if_match=up["etag"])
+    with pytest.raises(ResourceModifiedError) as ei:
+        blob.commit_block_list([BlobBlock("aa")], if_match=up["etag"])
+    assert_storage_error(ei.value, 412, "ConditionNotMet")
+    with pytest.raises(ResourceNotFoundError) as ei:
+        container.get_blob_client("never").get_block_list("all")
+    assert_storage_error(ei.value, 404, "BlobNotFound")
+    with pytest.raises(ResourceNotFoundError) as ei:
+        BlobClient.from_connection_string(server.conn_str(), unique_name("none"), "b", **CLIENT_KWARGS).stage_block("aa", b"x")
+    assert_storage_error(ei.value, 404, "ContainerNotFound")
+
+
+def test_block_size_limits(server, container):
+    blob = container.get_blob_client("limits")
+    with pytest.raises(HttpResponseError) as ei:
+        blob.stage_block("big", b"\0" * (MAX_BODY + 1))
+    assert_storage_error(ei.value, 413, "RequestBodyTooLarge")
+    eight = os.urandom(8 * MIB)
+    blob.stage_block("8m", eight)
+    count = MAX_BLOB // len(eight)
+    with pytest.raises(HttpResponseError) as ei:
+        blob.commit_block_list([BlobBlock("8m")] * (count + 1))
+    assert_storage_error(ei.value, 413, "RequestBodyTooLarge")
+    blob.commit_block_list([BlobBlock("8m")] * count)
+    assert blob.get_blob_properties().size == MAX_BLOB
+    assert blob.download_blob(offset=MAX_BLOB - 100, length=100).readall() == eight[-100:]
+
+
+def test_blocks_survive_restarts(lapis_factory):
+    server = lapis_factory(blob=True)
+    svc = BlobServiceClient.from_connection_string(server.conn_str(), **CLIENT_KWARGS)
+    c = svc.create_container(unique_name("blocks"))
+    small = dict(max_single_put_size=4 * MIB, max_block_size=4 * MIB, max_single_get_size=4 * MIB, max_chunk_get_size=4 * MIB)
+    big = BlobClient.from_connection_string(server.conn_str(), c.container_name, "big", **{**CLIENT_KWARGS, **small})
+    data = os.urandom(10 * MIB + 7)
+    big.upload_blob(data)
+    pending = c.get_blob_client("pending")
+    part1, part2 = os.urandom(5 * MIB), b"tail"
+    pending.stage_block("p1", part1)
+    pending.stage_block("p2", part2)
+
+    server.kill()  # acknowledged blocks and block lists are on disk
+    server.start()
+    assert [(b.id, b.size) for b in pending.get_block_list("uncommitted")[1]] == [("p1", 5 * MIB), ("p2", 4)]
+    assert big.download_blob().readall() == data
+    pending.commit_block_list([BlobBlock("p2"), BlobBlock("p1")])
+
+    server.stop()
+    server.start()
+    assert pending.download_blob().readall() == part2 + part1
+    assert [b.id for b in pending.get_block_list("all")[0]] == ["p2", "p1"]
+    assert big.download_blob(offset=4 * MIB - 1, length=2).readall() == data[4 * MIB - 1:4 * MIB + 1]
+
+    orphan = c.get_blob_client("orphan")
+    orphan.stage_block("o1", b"forgotten")
+    server.advance_clock(7 * 24 * 3600 + 60)
+    with pytest.raises(ResourceNotFoundError):
+        orphan.get_block_list("all")  # a week after the last Put Block they are gone
+    orphan.stage_block("o2", b"new")  # and this staging discards them for good
+    server.restart()
+    assert [b.id for b in orphan.get_block_list("uncommitted")[1]] == ["o2"]
+    assert pending.download_blob().readall() == part2 + part1

@@ -37,7 +37,7 @@ pub fn banner(s: &Settings) -> String {
         let _ = writeln!(out, "  Storage Queues   http://{host}:{}/<account>", s.queue_port);
     }
     if s.blob_port != 0 {
-        let _ = writeln!(out, "  Blob             http://{host}:{}/<account> (checkpoint store subset)", s.blob_port);
+        let _ = writeln!(out, "  Blob             http://{host}:{}/<account> (containers, block blobs up to 256 MiB)", s.blob_port);
     }
     if s.amqp_port != 0 {
         let _ = writeln!(out, "  Service Bus      amqp://{host}:{}", s.amqp_port);

@@ -47,3 +47,33 @@ pub enum BlobError {
 }
 
 pub type BlobResult<T> = Result<T, BlobError>;
+
+/// The ways a block operation (Put Block, Put Block List, Get Block List) can be
+/// refused: any Blob error, and the rules of blocks and block lists.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// Put Block with an id whose length differs from the blob's uncommitted blocks'.
+    #[error("The specified blob or block content is invalid.")]
+    InvalidBlobOrBlock,
+    /// A block id that is empty or longer than 64 bytes, or, in a block list, of
+    /// another length than the list's others.
+    #[error("The specified block ID is invalid. The block ID must be Base64-encoded.")]
+    InvalidBlockId,
+    /// Put Block List names a block that is not where the list says to look.
+    #[error("The specified block list is invalid.")]
+    InvalidBlockList,
+    #[error("The block list may not contain more than 50,000 blocks.")]
+    BlockListTooLong,
+    #[error("The uncommitted block count cannot exceed the maximum limit of 100,000 blocks.")]
+    UncommittedBlockCountExceedsLimit,
+}
+
+impl From<StoreError> for BlockError {
+    fn from(e: StoreError) -> Self {
+        BlockError::Blob(BlobError::Store(e))
+    }
+}
+
+pub type BlockResult<T> = Result<T, BlockError>;

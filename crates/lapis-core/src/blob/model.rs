@@ -70,23 +70,132 @@ pub struct ByteRange {
     pub end: Option<u64>,
 }
 
-/// What Get Blob answers: the blob, its whole content, and the part asked for.
+/// Bytes Get Blob read: shared with the copy kept in memory, or read from the store
+/// (and owned, so the answer can carry them without another copy).
+#[derive(Debug, Clone)]
+pub enum ReadBytes {
+    Shared(Arc<[u8]>),
+    Read(Vec<u8>),
+}
+
+impl AsRef<[u8]> for ReadBytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            ReadBytes::Shared(b) => b,
+            ReadBytes::Read(b) => b,
+        }
+    }
+}
+
+/// What Get Blob answers: the blob, the bytes read, and the part asked for.
 #[derive(Debug, Clone)]
 pub struct BlobContent {
     pub info: BlobInfo,
-    pub content: Arc<[u8]>,
+    /// The bytes read: the whole content, or for a blob of blocks just the range asked
+    /// for (so a range of a large blob does not read the rest).
+    pub content: ReadBytes,
+    /// Where `content` starts in the blob.
+    pub offset: u64,
     /// The inclusive range served, when one was asked for.
     pub range: Option<(u64, u64)>,
 }
 
 impl BlobContent {
+    /// Where the bytes to send lie in `content`.
+    pub fn served_span(&self) -> std::ops::Range<usize> {
+        let len = self.content.as_ref().len();
+        let Some((start, end)) = self.range else { return 0..len };
+        let from = start.saturating_sub(self.offset) as usize;
+        let to = (end.saturating_sub(self.offset) as usize).saturating_add(1);
+        from.min(len)..to.min(len)
+    }
+
     /// The bytes to send: the range, or everything.
     pub fn served(&self) -> &[u8] {
-        match self.range {
-            Some((start, end)) => self.content.get(start as usize..=end as usize).unwrap_or_default(),
-            None => &self.content,
+        self.content.as_ref().get(self.served_span()).unwrap_or_default()
+    }
+}
+
+/// What Put Block stages.
+#[derive(Debug, Clone, Default)]
+pub struct NewBlock {
+    /// The block id, decoded from its base64 form.
+    pub id: Vec<u8>,
+    pub content: Vec<u8>,
+    /// The request's `Content-MD5`: the content must hash to it.
+    pub transactional_md5: Option<String>,
+}
+
+/// What Put Block answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedBlockInfo {
+    /// Base64 MD5 of the block's content.
+    pub content_md5: String,
+}
+
+/// One entry of a Put Block List: a block id and where to look for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockRef {
+    /// Among the blob's committed blocks.
+    Committed(Vec<u8>),
+    /// Among its uncommitted blocks.
+    Uncommitted(Vec<u8>),
+    /// Uncommitted first, then committed.
+    Latest(Vec<u8>),
+}
+
+impl BlockRef {
+    pub fn id(&self) -> &[u8] {
+        match self {
+            BlockRef::Committed(id) | BlockRef::Uncommitted(id) | BlockRef::Latest(id) => id,
         }
     }
+}
+
+/// What Put Block List commits: the blocks in order, and the blob's properties and
+/// metadata.
+#[derive(Debug, Clone, Default)]
+pub struct NewBlockList {
+    pub blocks: Vec<BlockRef>,
+    /// `content_md5` is stored as given; none is computed for a blob of blocks.
+    pub settings: ContentSettings,
+    pub metadata: Metadata,
+}
+
+/// Which lists Get Block List answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlockListType {
+    #[default]
+    Committed,
+    Uncommitted,
+    All,
+}
+
+impl BlockListType {
+    pub fn committed(self) -> bool {
+        self != BlockListType::Uncommitted
+    }
+
+    pub fn uncommitted(self) -> bool {
+        self != BlockListType::Committed
+    }
+}
+
+/// A block as Get Block List describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedBlock {
+    pub id: Vec<u8>,
+    pub size: u64,
+}
+
+/// What Get Block List answers. A list not asked for is `None`.
+#[derive(Debug, Clone)]
+pub struct BlockListing {
+    /// The committed blob, if there is one (there may be only uncommitted blocks).
+    pub blob: Option<BlobInfo>,
+    pub committed: Option<Vec<ListedBlock>>,
+    /// In the order they were staged.
+    pub uncommitted: Option<Vec<ListedBlock>>,
 }
 
 /// The parameters of List Blobs.

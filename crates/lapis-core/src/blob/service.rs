@@ -3,40 +3,40 @@
 //! As in the queue service, each mutating operation changes the in-memory state and
 //! commits the matching store ops while holding the container's lock (so the log's
 //! order is the state's order), then releases the lock and awaits durability before
-//! answering.
+//! answering. Block operations are in [`super::block_ops`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use lapis_store::{Commit, Op, Store, StoreError};
-use md5::{Digest, Md5};
 use parking_lot::{Mutex, RwLock};
 
 use super::codec::{self, BlobRecord, ContainerRecord};
 use super::error::{BlobError, BlobResult};
-use super::limits::{check_blob_name, check_container_name, check_metadata, decode_md5, page_size, MAX_BLOB_BYTES};
+use super::content::{BlockSeq, Content};
+use super::limits::{check_blob_name, check_container_name, check_metadata, content_md5, decode_md5, page_size, MAX_PUT_BLOB_BYTES};
 use super::model::*;
 use super::recovery::Recovery;
 use super::state::{BlobEntry, ContainerState};
 use crate::body::{Body, InlineBudget};
 use crate::clock::{Clock, Millis};
 
-type ContainerRef = Arc<Mutex<ContainerState>>;
+pub(super) type ContainerRef = Arc<Mutex<ContainerState>>;
 
 /// How often Get Blob looks again when the content it is reading is replaced under it.
 const READ_ATTEMPTS: usize = 8;
 
 pub struct BlobService {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) clock: Arc<dyn Clock>,
     containers: RwLock<BTreeMap<(String, String), ContainerRef>>,
-    /// Container and blob ids come from one sequence.
+    /// Container and blob ids and block sequence numbers come from one sequence.
     next_id: AtomicU64,
     last_etag: AtomicU64,
-    bodies: InlineBudget,
+    pub(super) bodies: InlineBudget,
 }
 
 /// The inclusive range of a blob of `size` bytes that `range` asks for.
@@ -50,12 +50,7 @@ fn resolve_range(range: Option<ByteRange>, size: u64) -> BlobResult<Option<(u64,
 
 /// Checks the request's MD5 against the content and fills in the stored one.
 fn settle_md5(blob: &mut NewBlob) -> BlobResult<()> {
-    let computed: [u8; 16] = Md5::digest(&blob.content).into();
-    if let Some(given) = &blob.transactional_md5 {
-        if decode_md5(given)? != computed {
-            return Err(BlobError::Md5Mismatch { given: given.clone(), computed: B64.encode(computed) });
-        }
-    }
+    let computed = content_md5(&blob.content, blob.transactional_md5.as_deref())?;
     match &blob.settings.content_md5 {
         Some(stored) => {
             decode_md5(stored)?;
@@ -69,16 +64,30 @@ fn put_container(record: &ContainerRecord) -> Op {
     Op::Put { key: codec::container_key(&record.account, &record.name), value: codec::encode_json(record) }
 }
 
-fn put_record(record: &BlobRecord) -> Op {
+pub(super) fn put_record(record: &BlobRecord) -> Op {
     Op::Put { key: codec::record_key(record.container_id, record.id), value: codec::encode_json(record) }
 }
 
-/// The ops that remove a blob's record and content.
-fn delete_blob_ops(record: &BlobRecord) -> [Op; 2] {
-    [
-        Op::Delete { key: codec::record_key(record.container_id, record.id) },
-        Op::Delete { key: codec::content_key(record.container_id, record.id) },
-    ]
+/// The value of a put op, given back after its commit so it need not be copied.
+pub(super) fn value_of(op: Option<Op>) -> Vec<u8> {
+    match op {
+        Some(Op::Put { value, .. }) => value,
+        _ => Vec::new(),
+    }
+}
+
+/// The ops that remove blob `name` (record and content) and discard its uncommitted
+/// blocks, but for the blocks in `keep`.
+pub(super) fn removal_ops(c: &ContainerState, name: &str, keep: &HashSet<u64>) -> Vec<Op> {
+    let mut ops = Vec::new();
+    if let Some(e) = c.blobs.get(name) {
+        ops.push(Op::Delete { key: codec::record_key(e.record.container_id, e.record.id) });
+        ops.extend(e.content.delete_ops(&e.record, keep));
+    }
+    if let Some(u) = c.staged.get(name) {
+        ops.extend(u.discard_ops(c.record.id, keep));
+    }
+    ops
 }
 
 impl BlobService {
@@ -89,8 +98,24 @@ impl BlobService {
     }
 
     /// A service holding what `recovery` rebuilt from the store's replay.
+    /// Uncommitted blocks past their week, and keys nothing refers to, are deleted.
     pub fn recover(store: Arc<dyn Store>, clock: Arc<dyn Clock>, recovery: Recovery) -> BlobService {
-        let rebuilt = recovery.finish();
+        let mut rebuilt = recovery.finish();
+        let bodies = InlineBudget::new(store.keeps_values_on_disk(), rebuilt.inline_budget_left);
+        let now = clock.now_ms();
+        let mut ops: Vec<Op> = std::mem::take(&mut rebuilt.strays).into_iter().map(|key| Op::Delete { key }).collect();
+        let none = HashSet::new();
+        for c in &mut rebuilt.containers {
+            let expired: Vec<String> = c.staged.iter().filter(|(_, u)| u.expired(now)).map(|(name, _)| name.clone()).collect();
+            for u in expired.iter().filter_map(|name| c.staged.remove(name)) {
+                ops.extend(u.discard_ops(c.record.id, &none));
+                u.release(&bodies, &none);
+            }
+        }
+        // Nobody waits on this commit: should it be lost, the next start does it again.
+        if let Err(e) = store.commit(&ops).map(drop) {
+            tracing::warn!(error = %e, "blob recovery: could not delete expired or stray blob keys");
+        }
         let containers = rebuilt.containers.into_iter().map(|c| {
             let key = (c.record.account.clone(), c.record.name.clone());
             (key, Arc::new(Mutex::new(c)))
@@ -100,39 +125,64 @@ impl BlobService {
             containers: RwLock::new(containers.collect()),
             next_id: AtomicU64::new(rebuilt.next_id),
             last_etag: AtomicU64::new(rebuilt.last_etag),
-            bodies: InlineBudget::new(store.keeps_values_on_disk(), rebuilt.inline_budget_left),
+            bodies,
             store,
         }
     }
 
     /// A fresh ETag and the time of the write it marks.
-    fn stamp(&self) -> (Etag, Millis) {
+    pub(super) fn stamp(&self) -> (Etag, Millis) {
         let now = self.clock.now_ms();
         let next = |last| Some(Etag::next(now, last).0);
         let previous = self.last_etag.fetch_update(Ordering::SeqCst, Ordering::SeqCst, next).unwrap_or_else(|v| v);
         (Etag::next(now, previous), now)
     }
 
-    fn take_id(&self) -> u64 {
+    pub(super) fn take_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::SeqCst)
     }
 
     /// Runs `f` on the live container `account`/`name`, holding its lock.
-    fn with_container<T>(&self, account: &str, name: &str, f: impl FnOnce(&mut ContainerState) -> BlobResult<T>) -> BlobResult<T> {
+    pub(super) fn with_container_as<T, E: From<BlobError>>(
+        &self,
+        account: &str,
+        name: &str,
+        f: impl FnOnce(&mut ContainerState) -> Result<T, E>,
+    ) -> Result<T, E> {
         let container = self.containers.read().get(&(account.to_string(), name.to_string())).cloned();
         let container = container.ok_or(BlobError::ContainerNotFound)?;
         let mut c = container.lock();
         if c.deleted {
-            return Err(BlobError::ContainerNotFound);
+            return Err(BlobError::ContainerNotFound.into());
         }
         f(&mut c)
     }
 
+    pub(super) fn with_container<T>(&self, account: &str, name: &str, f: impl FnOnce(&mut ContainerState) -> BlobResult<T>) -> BlobResult<T> {
+        self.with_container_as(account, name, f)
+    }
+
     /// Runs a mutation that answers `T` and commits, then awaits its durability.
-    async fn committed<T>(&self, change: BlobResult<(T, Commit)>) -> BlobResult<T> {
+    pub(super) async fn committed<T, E: From<BlobError>>(&self, change: Result<(T, Commit), E>) -> Result<T, E> {
         let (answer, commit) = change?;
-        commit.durable().await?;
+        commit.durable().await.map_err(|e| E::from(BlobError::Store(e)))?;
         Ok(answer)
+    }
+
+    /// After [`removal_ops`] for `name` committed: puts `entry` in place of the blob
+    /// (or removes it) and drops its uncommitted blocks, returning their memory but for
+    /// the blocks in `keep`.
+    pub(super) fn replace_entry(&self, c: &mut ContainerState, name: &str, entry: Option<BlobEntry>, keep: &HashSet<u64>) {
+        let old = match entry {
+            Some(e) => c.blobs.insert(name.to_string(), e),
+            None => c.blobs.remove(name),
+        };
+        if let Some(old) = old {
+            old.content.release(&self.bodies, keep);
+        }
+        if let Some(u) = c.staged.remove(name) {
+            u.release(&self.bodies, keep);
+        }
     }
 
     // ---- containers ---------------------------------------------------------------
@@ -177,7 +227,9 @@ impl BlobService {
                 Op::DeletePrefix { prefix: codec::blobs_prefix(c.record.id) },
             ];
             let commit = self.store.commit(&ops)?;
-            std::mem::take(&mut c.blobs).values().for_each(|b| self.bodies.release(&b.body));
+            let none = HashSet::new();
+            std::mem::take(&mut c.blobs).values().for_each(|b| b.content.release(&self.bodies, &none));
+            std::mem::take(&mut c.staged).values().for_each(|u| u.release(&self.bodies, &none));
             c.deleted = true;
             containers.remove(&key);
             Ok(((), commit))
@@ -215,14 +267,15 @@ impl BlobService {
     // ---- blobs --------------------------------------------------------------------
 
     /// Put Blob: creates or replaces a block blob with its content, properties and
-    /// metadata.
+    /// metadata. Uncommitted blocks of the name are discarded.
     pub async fn put_blob(&self, account: &str, container: &str, name: &str, mut blob: NewBlob, conditions: &Conditions) -> BlobResult<BlobInfo> {
         check_blob_name(name)?;
         check_metadata(&blob.metadata)?;
-        if blob.content.len() > MAX_BLOB_BYTES {
-            return Err(BlobError::BlobTooLarge { limit: MAX_BLOB_BYTES });
+        if blob.content.len() > MAX_PUT_BLOB_BYTES {
+            return Err(BlobError::BlobTooLarge { limit: MAX_PUT_BLOB_BYTES });
         }
         settle_md5(&mut blob)?;
+        let NewBlob { content, settings, metadata, .. } = blob;
         let change = self.with_container(account, container, |c| {
             let existing = c.blobs.get(name);
             if existing.is_some() && conditions.if_absent() {
@@ -234,22 +287,22 @@ impl BlobService {
                 id: self.take_id(),
                 container_id: c.record.id,
                 name: name.to_string(),
-                size: blob.content.len() as u64,
-                settings: blob.settings,
-                metadata: blob.metadata,
+                size: content.len() as u64,
+                settings,
+                metadata,
                 etag: etag.0,
                 created: existing.map_or(now, |e| e.record.created),
                 last_modified: now,
+                blocks: false,
             };
-            let mut ops: Vec<Op> = existing.map(|e| delete_blob_ops(&e.record).into()).unwrap_or_default();
-            ops.push(Op::Put { key: codec::content_key(record.container_id, record.id), value: blob.content.clone() });
+            let none = HashSet::new();
+            let mut ops = removal_ops(c, name, &none);
             ops.push(put_record(&record));
+            ops.push(Op::Put { key: codec::content_key(record.container_id, record.id), value: content });
             let commit = self.store.commit(&ops)?;
-            let entry = BlobEntry { record, body: self.bodies.hold(blob.content) };
+            let entry = BlobEntry { record, content: Content::Whole(self.bodies.hold(value_of(ops.pop()))) };
             let info = entry.info();
-            if let Some(old) = c.blobs.insert(name.to_string(), entry) {
-                self.bodies.release(&old.body);
-            }
+            self.replace_entry(c, name, Some(entry), &none);
             Ok((info, commit))
         });
         self.committed(change).await
@@ -264,22 +317,45 @@ impl BlobService {
         })
     }
 
-    /// Get Blob: the content (or the part `range` asks for) with its properties.
+    /// Get Blob: the content (or the part `range` asks for) with its properties. Of a
+    /// blob of blocks only the blocks holding the range are read.
     pub async fn get_blob(&self, account: &str, container: &str, name: &str, conditions: &Conditions, range: Option<ByteRange>) -> BlobResult<BlobContent> {
         for _ in 0..READ_ATTEMPTS {
             let (entry, container_id) = self.readable(account, container, name, conditions)?;
             let range = resolve_range(range, entry.record.size)?;
-            let content: Arc<[u8]> = match &entry.body {
-                Body::Inline(bytes) => bytes.clone(),
-                Body::Stored { .. } => match self.store.read(&codec::content_key(container_id, entry.record.id)).await? {
-                    Some(bytes) => bytes.into(),
-                    // Replaced or deleted since we looked: look again.
-                    None => continue,
-                },
+            let read = match &entry.content {
+                Content::Whole(Body::Inline(bytes)) => Some((ReadBytes::Shared(bytes.clone()), 0)),
+                Content::Whole(Body::Stored { .. }) => {
+                    self.store.read(&codec::content_key(container_id, entry.record.id)).await?.map(|bytes| (ReadBytes::Read(bytes), 0))
+                }
+                Content::Blocks(blocks) => {
+                    let (start, end) = range.unwrap_or((0, entry.record.size.saturating_sub(1)));
+                    self.read_blocks(container_id, blocks, start, end).await?.map(|bytes| (ReadBytes::Read(bytes), start))
+                }
             };
-            return Ok(BlobContent { info: entry.info(), content, range });
+            // None: replaced or deleted since we looked, so look again.
+            if let Some((content, offset)) = read {
+                return Ok(BlobContent { info: entry.info(), content, offset, range });
+            }
         }
         Err(BlobError::Store(StoreError::Malformed { context: "get blob", detail: format!("the content of {name:?} kept changing while it was read") }))
+    }
+
+    /// The bytes `start..=end` of a blob of `blocks`; `None` if a block is gone from the
+    /// store (the blob was replaced).
+    async fn read_blocks(&self, container_id: u64, blocks: &BlockSeq, start: u64, end: u64) -> BlobResult<Option<Vec<u8>>> {
+        let malformed = || BlobError::Store(StoreError::Malformed { context: "get blob", detail: "a block is shorter than its list says".into() });
+        let mut out = Vec::with_capacity(end.saturating_sub(start).saturating_add(1).min(blocks.size()) as usize);
+        for (block, part) in blocks.pieces(start, end) {
+            match &block.body {
+                Body::Inline(bytes) => out.extend_from_slice(bytes.get(part).ok_or_else(malformed)?),
+                Body::Stored { .. } => match self.store.read(&codec::block_key(container_id, block.seq)).await? {
+                    Some(bytes) => out.extend_from_slice(bytes.get(part).ok_or_else(malformed)?),
+                    None => return Ok(None),
+                },
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Get Blob Properties: everything but the content.
@@ -302,14 +378,14 @@ impl BlobService {
         self.committed(change).await
     }
 
+    /// Deletes a blob with its content and uncommitted blocks.
     pub async fn delete_blob(&self, account: &str, container: &str, name: &str, conditions: &Conditions) -> BlobResult<()> {
         let change = self.with_container(account, container, |c| {
             let entry = c.blobs.get(name).ok_or(BlobError::BlobNotFound)?;
             conditions.check_write(Some(entry.current()))?;
-            let commit = self.store.commit(&delete_blob_ops(&entry.record))?;
-            if let Some(old) = c.blobs.remove(name) {
-                self.bodies.release(&old.body);
-            }
+            let none = HashSet::new();
+            let commit = self.store.commit(&removal_ops(c, name, &none))?;
+            self.replace_entry(c, name, None, &none);
             Ok(((), commit))
         });
         self.committed(change).await

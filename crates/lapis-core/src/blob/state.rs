@@ -1,19 +1,21 @@
-//! One container's state in memory: its record and its blobs by name, in name order
-//! for listing. Callers hold the container's lock while using it.
+//! One container's state in memory: its record, its blobs by name (in name order for
+//! listing), and the uncommitted blocks staged for blob names. Callers hold the
+//! container's lock while using it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use super::codec::{BlobRecord, ContainerRecord};
 use super::conditions::{Current, Etag};
+use super::content::Content;
 use super::model::{BlobInfo, BlobPage, ContainerInfo, ListBlobs, Listed};
-use crate::body::Body;
+use super::staging::Uncommitted;
 
-/// A blob: its durable record and where its content is.
+/// A committed blob: its durable record and where its content is.
 #[derive(Debug, Clone)]
 pub struct BlobEntry {
     pub record: BlobRecord,
-    pub body: Body,
+    pub content: Content,
 }
 
 impl BlobEntry {
@@ -55,13 +57,15 @@ impl ContainerRecord {
 pub struct ContainerState {
     pub record: ContainerRecord,
     pub blobs: BTreeMap<String, BlobEntry>,
+    /// Uncommitted blocks by blob name; a name may have blocks and no blob yet.
+    pub staged: HashMap<String, Uncommitted>,
     /// Set when the container is deleted, for operations that found it just before.
     pub deleted: bool,
 }
 
 impl ContainerState {
     pub fn new(record: ContainerRecord) -> Self {
-        ContainerState { record, blobs: BTreeMap::new(), deleted: false }
+        ContainerState { record, blobs: BTreeMap::new(), staged: HashMap::new(), deleted: false }
     }
 
     /// A page of List Blobs: names starting with the prefix, in name order, from the
@@ -124,8 +128,9 @@ mod tests {
                 etag: 1,
                 created: 0,
                 last_modified: 0,
+                blocks: false,
             };
-            c.blobs.insert(n.to_string(), BlobEntry { record, body: Body::Inline(Vec::new().into()) });
+            c.blobs.insert(n.to_string(), BlobEntry { record, content: Content::Whole(Body::Inline(Vec::new().into())) });
         }
         c
     }

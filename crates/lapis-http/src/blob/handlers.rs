@@ -6,14 +6,15 @@ use lapis_core::blob::{BlobService, ListBlobs, NewBlob};
 
 use super::headers::{self, conditions, stamped};
 use super::ops::{BlobOp, Target};
-use super::xml;
+use super::{blocks, xml};
 use crate::server::HttpResponse;
 use crate::storage::listing::ListEcho;
 use crate::storage::response::{Reply, ResponseContext};
 use crate::storage::{StorageError, StorageRequest};
 
-/// What List Blobs may be asked to include. Lapis keeps no snapshots, versions, tags,
-/// uncommitted blocks or deleted blobs, so all but metadata add nothing.
+/// What List Blobs may be asked to include. Lapis keeps no snapshots, versions, tags or
+/// deleted blobs, and lists no blob that has uncommitted blocks only, so all but
+/// metadata add nothing.
 const LIST_INCLUDES: [&str; 11] = [
     "metadata",
     "snapshots",
@@ -92,7 +93,9 @@ pub async fn run(service: &BlobService, op: BlobOp, target: &Target, req: &Stora
                     .maybe_header("x-ms-blob-content-md5", md5),
                 None => Reply::status(StatusCode::OK).maybe_header("content-md5", md5),
             };
-            let body = Bytes::copy_from_slice(got.served());
+            // The answer carries the bytes read, without copying them.
+            let span = got.served_span();
+            let body = Bytes::from_owner(got.content).slice(span);
             headers::blob_properties(reply.body(body, headers::content_type(req, &got.info)), req, &got.info)
         }
         BlobOp::GetBlobProperties => {
@@ -116,6 +119,9 @@ pub async fn run(service: &BlobService, op: BlobOp, target: &Target, req: &Stora
             service.delete_blob(account, container, blob, &conditions(req)?).await?;
             Reply::status(StatusCode::ACCEPTED)
         }
+        BlobOp::PutBlock => blocks::put_block(service, req, container, blob).await?,
+        BlobOp::PutBlockList => blocks::put_block_list(service, req, container, blob).await?,
+        BlobOp::GetBlockList => blocks::get_block_list(service, req, container, blob)?,
     };
     Ok(reply.finish(ctx))
 }

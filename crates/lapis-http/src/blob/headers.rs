@@ -35,11 +35,20 @@ pub fn conditions(req: &StorageRequest) -> Result<Conditions, StorageError> {
 }
 
 /// The properties Put Blob stores: each `x-ms-blob-*` header, or else the standard
-/// header that describes the request body.
+/// header that describes the request body (which is the blob).
 pub fn content_settings(req: &StorageRequest) -> Result<ContentSettings, StorageError> {
+    settings(req, true)
+}
+
+/// The properties Put Block List stores: the `x-ms-blob-*` headers only, since the
+/// standard ones describe the block list sent.
+pub fn blob_settings(req: &StorageRequest) -> Result<ContentSettings, StorageError> {
+    settings(req, false)
+}
+
+fn settings(req: &StorageRequest, body_is_blob: bool) -> Result<ContentSettings, StorageError> {
     let pick = |blob_header: &str, plain: Option<&str>| -> Result<Option<String>, StorageError> {
-        let own = header(req, blob_header)?;
-        let value = match (own, plain) {
+        let value = match (header(req, blob_header)?, plain.filter(|_| body_is_blob)) {
             (Some(v), _) => Some(v),
             (None, Some(p)) => header(req, p)?,
             (None, None) => None,

@@ -21,6 +21,9 @@ pub enum BlobOp {
     GetBlobProperties,
     SetBlobMetadata,
     DeleteBlob,
+    PutBlock,
+    PutBlockList,
+    GetBlockList,
 }
 
 /// The container and blob a request's path names.
@@ -79,6 +82,9 @@ impl BlobOp {
                 (_, Some("metadata")) if read => BlobOp::GetBlobProperties,
                 (Method::PUT, Some("metadata")) => BlobOp::SetBlobMetadata,
                 (Method::DELETE, None) => BlobOp::DeleteBlob,
+                (Method::PUT, Some("block")) => BlobOp::PutBlock,
+                (Method::PUT, Some("blocklist")) => BlobOp::PutBlockList,
+                (Method::GET, Some("blocklist")) => BlobOp::GetBlockList,
                 (Method::GET | Method::HEAD | Method::PUT, Some(other)) => return Err(bad_comp(other, "not a blob operation Lapis serves")),
                 _ => return Err(StorageError::unsupported_verb()),
             },
@@ -97,8 +103,8 @@ impl BlobOp {
             GetContainerProperties => (ResourceType::Container, "r", Some('r')),
             SetContainerMetadata => (ResourceType::Container, "w", Some('w')),
             ListBlobs => (ResourceType::Container, "l", Some('l')),
-            PutBlob => (ResourceType::Object, "cw", Some('w')),
-            GetBlob | GetBlobProperties => (ResourceType::Object, "r", Some('r')),
+            PutBlob | PutBlock | PutBlockList => (ResourceType::Object, "cw", Some('w')),
+            GetBlob | GetBlobProperties | GetBlockList => (ResourceType::Object, "r", Some('r')),
             SetBlobMetadata => (ResourceType::Object, "w", Some('w')),
             DeleteBlob => (ResourceType::Object, "d", Some('d')),
         };
