@@ -219,6 +219,11 @@ async fn trending(State(app): State<Arc<App>>) -> Answer {
     .await
 }
 
+/// `GET /api/notifications`: the newest tracks the notifications handler has heard of.
+async fn notifications(State(app): State<Arc<App>>) -> Answer {
+    limited(&app, async { Ok(Json(app.db.notifications(10).await?).into_response()) }).await
+}
+
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
@@ -228,6 +233,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tracks/{id}/comments", post(comment).get(comments))
         .route("/api/tracks/{id}/plays", post(play))
         .route("/api/trending", get(trending))
+        .route("/api/notifications", get(notifications))
         .layer(DefaultBodyLimit::max(MAX_AUDIO_BYTES))
         .with_state(app)
 }

@@ -327,6 +327,16 @@ impl Db {
         .await
     }
 
+    /// The newest tracks the notifications handler has recorded, newest first.
+    pub async fn notifications(self: &Arc<Self>, limit: usize) -> DbResult<Vec<Track>> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(&format!("{TRACK_SELECT} JOIN deliveries d ON d.track_id = t.id AND d.handler = 'notifications' ORDER BY d.received_at_ms DESC LIMIT ?1"))?;
+            let rows = stmt.query_map(params![limit as i64], track_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     /// The tracks played most in the last `window_ms`, with their play counts.
     pub async fn trending(self: &Arc<Self>, window_ms: i64, limit: usize) -> DbResult<Vec<(Track, i64)>> {
         self.with(move |c| {

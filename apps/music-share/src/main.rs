@@ -9,6 +9,7 @@
 //! - [`handlers`]: the "track published" webhooks (`handler`).
 //! - [`mobile`]: simulated phones on a flaky network in either mode, writing a
 //!   ledger (`mobile`); [`http`] their HTTP client with its faults.
+//! - [`web`]: the web site (`web`).
 //! - [`count`]: the ledger against the database (`count`).
 //! - [`demo`]: everything at once, with faults, and the report (`demo`).
 
@@ -21,6 +22,7 @@ mod http;
 mod media;
 mod messaging;
 mod mobile;
+mod web;
 mod workers;
 
 use std::net::SocketAddr;
@@ -70,6 +72,18 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         connections: usize,
     },
+    /// Run the web site: pages from the API; uploads, comments and plays sent as the mode says.
+    Web {
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: SocketAddr,
+        #[arg(long, value_enum, default_value = "direct")]
+        mode: mobile::Mode,
+        /// The API's address (host:port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: String,
+        #[command(flatten)]
+        lapis: messaging::lapis::Lapis,
+    },
     /// Run one "track published" handler (an Event Grid webhook).
     Handler {
         /// `notifications` or `search-index`.
@@ -97,6 +111,13 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Start the whole application (Lapis, API, workers, handlers, web site) until Ctrl-C.
+    Up {
+        #[command(flatten)]
+        demo: demo::DemoArgs,
+        #[arg(long, default_value_t = 8000)]
+        web_port: u16,
     },
     /// Start Lapis, the API, the workers and handlers, run a burst with faults, count,
     /// and write an HTML report.
@@ -144,6 +165,9 @@ pub struct PhoneArgs {
     /// Tracks put in place first, which the phones comment on and play.
     #[arg(long, default_value_t = 4)]
     catalog: usize,
+    /// Comments on a deleted track, one each from the first phones (poison).
+    #[arg(long, default_value_t = 0)]
+    stale_comments: usize,
     /// Chance that one attempt meets a network fault (0-1).
     #[arg(long, default_value_t = 0.2)]
     drop: f64,
@@ -182,6 +206,7 @@ impl PhoneArgs {
             comments: self.comments,
             plays: self.plays,
             catalog: self.catalog,
+            stale: self.stale_comments,
             drop: self.drop,
             tries: self.tries,
             outbox: Duration::from_secs(self.outbox_secs),
@@ -216,6 +241,7 @@ fn main() -> anyhow::Result<()> {
                 workers::run(std::sync::Arc::new(workers::Context { lapis, db, media }), upload_workers, comment_workers).await
             })
         }
+        Command::Web { listen, mode, api, lapis } => current_thread()?.block_on(web::serve(listen, mode, api, lapis)),
         Command::Handler { name, listen, database } => current_thread()?.block_on(async {
             let db = db::Db::open(&database, 2, Duration::from_secs(10))?;
             handlers::serve(listen, name, db).await
@@ -247,6 +273,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Up { demo, web_port } => current_thread()?.block_on(demo::up(demo, web_port)),
         Command::Demo { demo } => current_thread()?.block_on(demo::run(demo)),
     }
 }

@@ -65,6 +65,7 @@ fn messaging_mode_loses_nothing_and_stores_nothing_twice_under_faults() {
         let t = tally(&s, handler);
         assert_eq!([n(t, "attempted"), n(t, "stored"), n(t, "lost"), n(t, "duplicated")], [120, 120, 0, 0], "every stored upload reached {handler}: {t}");
     }
+    assert_eq!((s["stale_sent"].as_u64(), s["dead_lettered"].as_i64()), (Some(2), Some(2)), "comments on a deleted track are dead-lettered: {s}");
 }
 
 #[test]
@@ -81,6 +82,7 @@ fn direct_mode_loses_items_under_the_same_burst_but_never_one_it_acknowledged() 
         lost += n(t, "lost");
     }
     assert!(lost > 0, "direct calls under a burst with faults lose items: {s}");
+    assert_eq!((s["stale_sent"].as_u64(), s["stale_refused"].as_u64()), (Some(2), Some(2)), "comments on a deleted track are refused: {s}");
     let uploads = n(tally(&s, "uploads"), "stored");
     let missed = n(tally(&s, HANDLERS[1]), "lost");
     assert!(missed > 0 && missed <= uploads, "the handler that was down missed tracks the API told it of directly: {s}");

@@ -52,6 +52,9 @@ pub struct DemoArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 16 * 1024)]
     pub audio_bytes: usize,
+    /// Comments on a deleted track (poison), one each from the first phones.
+    #[arg(long, default_value_t = 2)]
+    pub stale_comments: usize,
     /// Leave out the restarts and the handler outage (the network faults stay).
     #[arg(long)]
     pub no_faults: bool,
@@ -98,20 +101,6 @@ async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<System> {
     let db = s(&dir.join("music-share.db"));
     let media = s(&dir.join("media"));
     let ports = Lapis { host: "127.0.0.1".into(), queue_port: free_port()?, blob_port: free_port()?, amqp_port: free_port()?, http_port: free_port()? };
-    let lapis_args = |p: &Lapis| {
-        vec![
-            "--lapis-host".into(),
-            p.host.clone(),
-            "--queue-port".into(),
-            p.queue_port.to_string(),
-            "--blob-port".into(),
-            p.blob_port.to_string(),
-            "--amqp-port".into(),
-            p.amqp_port.to_string(),
-            "--http-port".into(),
-            p.http_port.to_string(),
-        ]
-    };
     let lapis = match args.mode {
         Mode::Direct => None,
         Mode::Messaging => {
@@ -119,7 +108,7 @@ async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<System> {
             std::fs::write(&config, serde_json::to_vec_pretty(&lapis_config())?)?;
             let mut serve: Vec<String> = vec!["serve".into(), "--data-dir".into(), s(&dir.join("lapis-data")), "--config".into(), s(&config), "--kafka-port".into(), "0".into(), "--host".into(), ports.host.clone()];
             // The same port flags as the app's, after its --lapis-host pair.
-            serve.extend(lapis_args(&ports).into_iter().skip(2));
+            serve.extend(lapis_flags(&ports).into_iter().skip(2));
             let mut p = Proc::new("lapis", &args.lapis_bin, serve, dir, Some(ports.http_addr()));
             p.start().await.context("starting Lapis (is the `lapis` binary on PATH, or LAPIS_BIN set?)")?;
             Some(p)
@@ -152,7 +141,7 @@ async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<System> {
         Mode::Direct => None,
         Mode::Messaging => {
             let mut w: Vec<String> = vec!["workers".into(), "--database".into(), db.clone(), "--media".into(), media];
-            w.extend(lapis_args(&ports));
+            w.extend(lapis_flags(&ports));
             let mut p = Proc::new("workers", &me, w, dir, None);
             p.start().await?;
             Some(p)
@@ -202,12 +191,61 @@ async fn inject_faults(system: &tokio::sync::Mutex<System>, args: &DemoArgs, pro
     Ok(())
 }
 
+/// Empties (or makes) the demo's directory.
+fn fresh(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("emptying {}", dir.display()))?;
+    }
+    Ok(std::fs::create_dir_all(dir)?)
+}
+
+/// `music-share up`: the whole application without the burst — Lapis (in messaging
+/// mode), the API, the workers, the handlers and the web site — until Ctrl-C.
+pub async fn up(args: DemoArgs, web_port: u16) -> anyhow::Result<()> {
+    fresh(&args.dir)?;
+    let mut system = start(&args, &args.dir).await?;
+    let listen = format!("127.0.0.1:{web_port}");
+    let me = std::env::current_exe()?;
+    let mut web_args: Vec<String> = vec!["web".into(), "--listen".into(), listen.clone(), "--mode".into(), format!("{:?}", args.mode).to_lowercase(), "--api".into(), system.api_addr.clone()];
+    web_args.extend(lapis_flags(&system.ports));
+    let mut web = Proc::new("web", &me, web_args, &args.dir, Some(listen.clone()));
+    web.start().await?;
+    println!("music-share is up in {:?} mode: the web site on http://{listen}, the API on http://{}", args.mode, system.api_addr);
+    if let Some(l) = &system.lapis {
+        let _ = l;
+        println!("Lapis: queues :{}, blobs :{}, AMQP :{}, Event Grid and admin :{}", system.ports.queue_port, system.ports.blob_port, system.ports.amqp_port, system.ports.http_port);
+    }
+    tokio::signal::ctrl_c().await?;
+    web.kill().await;
+    system.api.kill().await;
+    for p in [system.workers.as_mut(), system.lapis.as_mut()].into_iter().flatten() {
+        p.kill().await;
+    }
+    for h in system.handlers.iter_mut() {
+        h.kill().await;
+    }
+    Ok(())
+}
+
+/// The app's flags naming Lapis's address and ports.
+fn lapis_flags(p: &Lapis) -> Vec<String> {
+    vec![
+        "--lapis-host".into(),
+        p.host.clone(),
+        "--queue-port".into(),
+        p.queue_port.to_string(),
+        "--blob-port".into(),
+        p.blob_port.to_string(),
+        "--amqp-port".into(),
+        p.amqp_port.to_string(),
+        "--http-port".into(),
+        p.http_port.to_string(),
+    ]
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = args.dir.clone();
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(&dir)?;
+    fresh(&dir)?;
     let system = start(&args, &dir).await?;
     let plan = mobile::Plan {
         mode: args.mode,
@@ -218,6 +256,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         comments: args.comments,
         plays: args.plays,
         catalog: 4,
+        stale: args.stale_comments,
         drop: args.drop,
         tries: 3,
         outbox: Duration::from_secs(120),
@@ -252,9 +291,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     sampler.abort();
     std::fs::write(dir.join("ledger.json"), serde_json::to_vec_pretty(&ledger)?)?;
     let tallies = crate::count::count(&db_path, &ledger)?;
+    let dead_lettered = match args.mode {
+        Mode::Messaging => crate::messaging::admin::queue_counts(&ports, crate::messaging::servicebus::COMMENTS).await.map(|c| c.1).unwrap_or(-1),
+        Mode::Direct => 0,
+    };
+    let stale_refused = ledger.stale.iter().filter(|a| !a.acknowledged).count();
     std::fs::write(dir.join("tallies.json"), serde_json::to_vec_pretty(&tallies)?)?;
+    let poison = match args.mode {
+        Mode::Messaging => format!("Comments on a deleted track: {} sent, {dead_lettered} in the dead-letter queue (shown on the web site's /admin).", ledger.stale.len()),
+        Mode::Direct => format!("Comments on a deleted track: {} sent, {stale_refused} refused with 404.", ledger.stale.len()),
+    };
     let report = dir.join("report.html");
-    std::fs::write(&report, report::html(&args, &tallies, &log.samples(), &log.notes(), burst, started.elapsed()))?;
+    std::fs::write(&report, report::html(&args, &tallies, &poison, &log.samples(), &log.notes(), burst, started.elapsed()))?;
     let mut guard = system.lock().await;
     let sys = &mut *guard;
     sys.api.kill().await;
@@ -266,11 +314,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("music-share demo, {:?} mode: {} phones, burst {:.1} s, settled in {:.1} s", args.mode, args.phones, burst.as_secs_f64(), started.elapsed().as_secs_f64());
     print!("{}", crate::count::table(&tallies));
+    println!("{poison}");
     println!("report: {}", report.display());
     if args.json {
         let retried = [&ledger.uploads, &ledger.comments, &ledger.plays].iter().flat_map(|l| l.iter()).filter(|a| a.attempts > 1).count();
         let notes: Vec<String> = log.notes().into_iter().map(|(_, n)| n).collect();
-        println!("{}", json!({"tallies": tallies, "notes": notes, "retried_items": retried, "settled": settled}));
+        println!("{}", json!({"tallies": tallies, "notes": notes, "retried_items": retried, "settled": settled, "stale_sent": ledger.stale.len(), "stale_refused": stale_refused, "dead_lettered": dead_lettered}));
     }
     Ok(())
 }

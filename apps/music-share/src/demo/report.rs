@@ -51,7 +51,7 @@ fn chart(title: &str, series: &[Series], notes: &[(f64, String)]) -> String {
     svg
 }
 
-pub fn html(args: &DemoArgs, tallies: &[Tally], samples: &[Sample], notes: &[(f64, String)], burst: Duration, total: Duration) -> String {
+pub fn html(args: &DemoArgs, tallies: &[Tally], poison: &str, samples: &[Sample], notes: &[(f64, String)], burst: Duration, total: Duration) -> String {
     let mode = format!("{:?}", args.mode).to_lowercase();
     let mut rows = String::new();
     for t in tallies {
@@ -96,11 +96,13 @@ svg {{ width: 100%; height: auto; background: #f9fafb; }} .axis {{ stroke: #9ca3
 <h1>music-share demo — {mode} mode</h1>
 <p>{phones} phones, each {uploads} uploads, {comments} comments and {plays} plays, over a network that drops {drop:.0}% of attempts; burst {burst:.1} s, settled after {total:.1} s.</p>
 <table><thead><tr><th>task</th><th>attempted</th><th>acknowledged</th><th>stored</th><th>lost</th><th>lost after ack</th><th>duplicated</th><th>out of order</th></tr></thead><tbody>{rows}</tbody></table>
+<p>{poison}</p>
 {progress_chart}
 {backlog_chart}
 <p>Faults (red marks):</p><ul>{note_list}</ul>
 </body></html>
 "#,
+        poison = escape(poison),
         phones = args.phones,
         uploads = args.uploads,
         comments = args.comments,

@@ -186,3 +186,63 @@ pub async fn dead_letter(receiver: &mut Receiver, delivery: &Delivery<Body0>, re
     let error = definitions::Error::new(definitions::AmqpError::NotAllowed, Some(description.to_string()), Some(info));
     step("dead-letter a message", receiver.reject(delivery, error)).await
 }
+
+/// A peeked message: its id, why it was dead-lettered (if it was), and its body.
+#[derive(Debug, Clone)]
+pub struct Peeked {
+    pub message_id: String,
+    pub reason: String,
+    pub body: String,
+}
+
+impl ServiceBus {
+    /// Looks at up to `count` messages of `entity` (a queue, or a dead-letter queue
+    /// such as `comments/$deadletterqueue`) without taking them, through the
+    /// entity's `$management` node, as the SDKs' `peek_messages` does.
+    pub async fn peek(&mut self, entity: &str, count: i32) -> anyhow::Result<Vec<Peeked>> {
+        use fe2o3_amqp::types::messaging::message::__private::Deserializable;
+        use fe2o3_amqp::types::primitives::OrderedMap;
+        let node = format!("{entity}/$management");
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let reply_to = format!("peek-{id}");
+        let mut sender = step("attach the management sender", Sender::attach(&mut self.session, format!("mgmt-sender-{id}"), node.clone())).await?;
+        let mut receiver = step("attach the management receiver", Receiver::builder().name(reply_to.clone()).source(node).target(reply_to.clone()).attach(&mut self.session)).await?;
+        let mut body = OrderedMap::new();
+        body.insert(Value::String("from-sequence-number".into()), Value::Long(0));
+        body.insert(Value::String("message-count".into()), Value::Int(count));
+        let app = ApplicationProperties::builder().insert("operation", SimpleValue::String("com.microsoft:peek-message".into())).build();
+        let request = Message::builder().properties(Properties::builder().message_id(id).reply_to(reply_to).build()).application_properties(app).value(Value::Map(body)).build();
+        step("send the peek request", sender.send(request)).await?;
+        let answer: Delivery<Value> = step("read the peek answer", receiver.recv()).await?;
+        let _ = receiver.accept(&answer).await;
+        let _ = sender.close().await;
+        let _ = receiver.close().await;
+        let status = answer.message().application_properties.as_ref().and_then(|p| match p.0.get("statusCode").or_else(|| p.0.get("status-code")) {
+            Some(SimpleValue::Int(c)) => Some(*c),
+            _ => None,
+        });
+        if status == Some(204) {
+            return Ok(Vec::new());
+        }
+        let Value::Map(map) = answer.body() else { bail!("the peek answer ({status:?}) has no map") };
+        let Some(Value::List(items)) = map.get(&Value::String("messages".into())) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for item in items {
+            let Value::Map(m) = item else { continue };
+            let Some(Value::Binary(bytes)) = m.get(&Value::String("message".into())) else { continue };
+            let Ok(Deserializable(message)) = serde_amqp::from_slice::<Deserializable<Message<Body0>>>(bytes) else { continue };
+            let message_id = message.properties.as_ref().and_then(|p| p.message_id.as_ref()).map(|id| match id {
+                fe2o3_amqp::types::messaging::MessageId::String(s) => s.clone(),
+                other => format!("{other:?}"),
+            });
+            let reason = message.application_properties.as_ref().and_then(|a| text_property(a, "DeadLetterReason")).unwrap_or_default();
+            let body = match &message.body {
+                Body::Data(batch) => String::from_utf8_lossy(&batch.iter().flat_map(|d| d.0.to_vec()).collect::<Vec<u8>>()).into_owned(),
+                Body::Value(v) => format!("{:?}", v.0),
+                _ => String::new(),
+            };
+            out.push(Peeked { message_id: message_id.unwrap_or_default(), reason, body });
+        }
+        Ok(out)
+    }
+}

@@ -121,6 +121,13 @@ impl Storage {
         Ok(())
     }
 
+    /// The texts of up to `count` messages at the front of `queue`, left in place.
+    pub async fn peek(&self, queue: &str, count: i32) -> StorageResult<Vec<String>> {
+        let options = azure_storage_queue::models::QueueClientPeekMessagesOptions { number_of_messages: Some(count), ..Default::default() };
+        let items = self.queue(queue)?.peek_messages(Some(options)).await?.into_model()?.items.unwrap_or_default();
+        Ok(items.into_iter().filter_map(|m| m.message_text).collect())
+    }
+
     /// The queue's approximate length (for the demo's backlog chart).
     pub async fn depth(&self, queue: &str) -> StorageResult<i64> {
         use azure_storage_queue::models::QueueClientGetPropertiesResultHeaders as _;

@@ -16,8 +16,11 @@ use crate::messaging::servicebus::{self, ServiceBus, COMMENTS};
 use crate::messaging::storage::{Storage, UploadJob, UPLOAD_JOBS};
 use crate::workers::comments::CommentMessage;
 
-/// Service Bus links the phones share (one AMQP connection each).
-const SENDERS: usize = 8;
+/// Service Bus links and Event Hubs producers the phones share (one AMQP
+/// connection each): a send waits for its disk write, so one link would carry one
+/// send at a time.
+const SENDERS: usize = 16;
+const PRODUCERS: usize = 8;
 
 type Slot = Mutex<Option<(ServiceBus, Sender)>>;
 
@@ -25,15 +28,23 @@ pub struct Lapis {
     lapis: crate::messaging::lapis::Lapis,
     storage: Storage,
     senders: Vec<Slot>,
-    plays: azure_messaging_eventhubs::ProducerClient,
+    plays: Vec<azure_messaging_eventhubs::ProducerClient>,
     timeout: Duration,
+}
+
+/// Spreads items over the shared links.
+fn hash(id: &str) -> usize {
+    id.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
 }
 
 impl Lapis {
     pub async fn connect(plan: &Plan) -> anyhow::Result<Lapis> {
         let storage = Storage::new(&plan.lapis)?;
         storage.ensure().await?;
-        let plays = eventhubs::producer(&plan.lapis).await?;
+        let mut plays = Vec::with_capacity(PRODUCERS);
+        for _ in 0..PRODUCERS {
+            plays.push(eventhubs::producer(&plan.lapis).await?);
+        }
         Ok(Lapis { lapis: plan.lapis.clone(), storage, senders: (0..SENDERS).map(|_| Mutex::new(None)).collect(), plays, timeout: plan.timeout })
     }
 
@@ -64,10 +75,12 @@ impl Lapis {
             }
             Item::Comment { id, track, author, body } => {
                 let message = CommentMessage { comment_id: id.clone(), track_id: track.clone(), author: author.clone(), body: body.clone() };
-                let slot = id.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
-                self.send_comment(slot, id, track, serde_json::to_vec(&message)?).await?;
+                self.send_comment(hash(id), id, track, serde_json::to_vec(&message)?).await?;
             }
-            Item::Play { id, track } => eventhubs::send_play(&self.plays, &Play { play_id: id.clone(), track_id: track.clone() }).await?,
+            Item::Play { id, track } => {
+                let producer = &self.plays[hash(id) % PRODUCERS];
+                eventhubs::send_play(producer, &Play { play_id: id.clone(), track_id: track.clone() }).await?
+            }
         }
         Ok(())
     }

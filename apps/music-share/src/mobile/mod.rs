@@ -44,6 +44,9 @@ pub struct Plan {
     pub plays: usize,
     /// Tracks put in place before the burst, for comments and plays.
     pub catalog: usize,
+    /// Comments on a track that no longer exists (one each from the first phones):
+    /// poison the back end cannot store, which messaging mode dead-letters.
+    pub stale: usize,
     /// Chance that one attempt meets a network fault.
     pub drop: f64,
     /// Direct mode: attempts per item before the phone gives up.
@@ -73,6 +76,9 @@ pub struct Ledger {
     pub comments: Vec<Attempt>,
     #[serde(default)]
     pub plays: Vec<Attempt>,
+    /// The comments on a deleted track (not counted as comments).
+    #[serde(default)]
+    pub stale: Vec<Attempt>,
     /// The tracks of the catalog.
     #[serde(default)]
     pub catalog: Vec<String>,
@@ -172,6 +178,11 @@ async fn phone(plan: Arc<Plan>, n: usize, catalog: Arc<Vec<String>>, carrier: Ar
         .map(|c| Item::Comment { id: format!("phone{n}-comment{c}"), track: catalog[rng.gen_range(0..catalog.len())].clone(), author: format!("phone{n}"), body: format!("comment {c} from phone {n}") })
         .collect();
     let plays: Vec<Item> = (0..plan.plays).map(|p| Item::Play { id: format!("phone{n}-play{p}"), track: catalog[rng.gen_range(0..catalog.len())].clone() }).collect();
+    if n < plan.stale {
+        let item = Item::Comment { id: format!("phone{n}-stale"), track: format!("deleted-track-{n}"), author: format!("phone{n}"), body: "is this still up?".into() };
+        let attempt = deliver(&mut rng, &plan, carrier.as_ref(), &item).await;
+        ledger.lock().stale.push(attempt);
+    }
     // Interleaved as a user would go (an upload, a comment, a play, …), each kind in
     // its own order: a phone's comments are sent one after another.
     let longest = uploads.len().max(comments.len()).max(plays.len());
@@ -218,7 +229,7 @@ pub async fn run_with(plan: Plan, carrier: Arc<impl Carrier + 'static>, progress
         })
         .await?;
     let mut out = ledger.lock().clone();
-    for list in [&mut out.uploads, &mut out.comments, &mut out.plays] {
+    for list in [&mut out.uploads, &mut out.comments, &mut out.plays, &mut out.stale] {
         list.sort_by(|a, b| a.id.cmp(&b.id));
     }
     Ok(out)

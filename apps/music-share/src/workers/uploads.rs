@@ -14,7 +14,7 @@ use crate::messaging::storage::{Storage, Taken, UploadJob, UPLOAD_JOBS, UPLOAD_J
 
 /// Jobs taken at once, and how long each stays hidden while it is worked on.
 const BATCH: i32 = 16;
-const HIDE_SECS: i32 = 30;
+const HIDE_SECS: i32 = 15;
 /// A job seen this many times without success is poison.
 const MAX_DEQUEUE: i64 = 5;
 
