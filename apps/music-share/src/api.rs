@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::db::{Db, DbError, NewTrack, Stored};
+use crate::db::{Db, DbError, Stored};
 use crate::media::{self, MAX_AUDIO_BYTES};
 
 /// A comment's longest body.
@@ -79,8 +79,22 @@ impl From<DbError> for Failure {
 
 type Answer = Result<Response, Failure>;
 
+/// A header's value, percent-decoded (UTF-8 titles travel percent-encoded, as
+/// header values are ASCII); `None` when absent, empty or not valid.
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    let raw = h.get(name)?.to_str().ok()?;
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut it = raw.bytes();
+    while let Some(b) = it.next() {
+        if b == b'%' {
+            let hex = [it.next()?, it.next()?];
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            bytes.push(b);
+        }
+    }
+    let text = String::from_utf8(bytes).ok()?;
+    Some(text.trim().to_string()).filter(|s| !s.is_empty() && !s.chars().any(char::is_control))
 }
 
 fn bad(message: impl Into<String>) -> Failure {
@@ -96,7 +110,7 @@ async fn limited(app: &App, work: impl std::future::Future<Output = Answer>) -> 
 }
 
 /// `POST /api/tracks`: the body is the audio; `x-upload-id`, `x-title` and
-/// `x-artist` describe it. A retried upload (same id) answers with the stored track.
+/// `x-artist` (percent-encoded UTF-8) describe it. A retried upload (same id) answers with the stored track.
 async fn upload(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Answer {
     limited(&app, async {
         let upload_id = header(&headers, "x-upload-id").ok_or_else(|| bad("x-upload-id is required (a fresh id per upload; retries reuse it)"))?;
@@ -108,19 +122,13 @@ async fn upload(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
         if let Some(existing) = app.db.track_by_upload(upload_id.clone()).await? {
             return Ok((StatusCode::OK, Json(existing)).into_response());
         }
-        let content_type = media::sniff(&body).ok_or_else(|| Failure(StatusCode::UNSUPPORTED_MEDIA_TYPE, "that is not an audio file (MP3, WAV, Ogg, FLAC or MP4 audio)".into()))?;
-        let dir = app.media.clone();
-        let bytes = body.clone();
-        let path = tokio::task::spawn_blocking(move || media::store(&dir, &bytes))
-            .await
-            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the audio failed: {e}")))?;
-        let new = NewTrack { upload_id, title, artist, content_type: content_type.into(), size_bytes: body.len() as i64, media_path: path.display().to_string() };
-        let (track, stored) = app.db.add_track(new).await?;
-        if stored == Stored::Already {
-            // Another attempt of the same upload won the race: its file stays, ours goes.
-            let _ = std::fs::remove_file(&path);
-        }
+        let upload = media::Upload { upload_id, title, artist };
+        let (track, stored) = media::keep(&app.db, &app.media, upload, Arc::new(body.to_vec())).await.map_err(|e| match e {
+            media::KeepError::NotAudio => Failure(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+            media::KeepError::TooLarge => Failure(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+            media::KeepError::Io(_) => Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            media::KeepError::Db(e) => e.into(),
+        })?;
         if stored == Stored::New {
             crate::handlers::notify_directly(&app.notify, &track);
         }

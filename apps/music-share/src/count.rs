@@ -6,11 +6,11 @@
 //! must be numbered in the order the phone sent them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::sync::Arc;
 
-use rusqlite::Connection;
 use serde::Serialize;
 
+use crate::db::Db;
 use crate::handlers::HANDLERS;
 use crate::mobile::{Attempt, Ledger};
 
@@ -45,12 +45,6 @@ fn tally(task: &str, tried: &[Attempt], stored: &BTreeMap<String, usize>) -> Tal
     }
 }
 
-fn counts(c: &Connection, sql: &str) -> anyhow::Result<BTreeMap<String, usize>> {
-    let mut stmt = c.prepare(sql)?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// The number after the last non-digit of an id (`phone3-comment12` → 12).
 fn index_of(id: &str) -> Option<usize> {
     let digits: String = id.chars().rev().take_while(|c| c.is_ascii_digit()).collect();
@@ -58,34 +52,26 @@ fn index_of(id: &str) -> Option<usize> {
 }
 
 /// Comments stored out of their phone's order, per (author, track).
-fn out_of_order(c: &Connection) -> anyhow::Result<usize> {
-    let mut stmt = c.prepare("SELECT author, track_id, id FROM comments ORDER BY author, track_id, seq")?;
-    let rows: Vec<(String, String, String)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
-    let mut wrong = 0;
-    for pair in rows.windows(2) {
-        let (a, b) = (&pair[0], &pair[1]);
-        if a.0 == b.0 && a.1 == b.1 && index_of(&a.2) > index_of(&b.2) {
-            wrong += 1;
-        }
-    }
+async fn out_of_order(db: &Arc<Db>) -> anyhow::Result<usize> {
+    let rows = db.rows("SELECT author, track_id, id FROM comments ORDER BY author, track_id, seq".into()).await?;
+    let wrong = rows.windows(2).filter(|p| p[0][0] == p[1][0] && p[0][1] == p[1][1] && index_of(&p[0][2]) > index_of(&p[1][2])).count();
     Ok(wrong)
 }
 
-/// Every task's tally for `ledger` against the database at `db`.
-pub fn count(db: &Path, ledger: &Ledger) -> anyhow::Result<Vec<Tally>> {
-    let c = Connection::open(db)?;
-    let uploads = counts(&c, "SELECT upload_id, COUNT(*) FROM tracks GROUP BY upload_id")?;
-    let comments = counts(&c, "SELECT id, COUNT(*) FROM comments GROUP BY id")?;
-    let plays = counts(&c, "SELECT id, COUNT(*) FROM plays WHERE id IS NOT NULL GROUP BY id")?;
+/// Every task's tally for `ledger` against the database.
+pub async fn count(db: &Arc<Db>, ledger: &Ledger) -> anyhow::Result<Vec<Tally>> {
+    let uploads = db.counts("SELECT upload_id, COUNT(*) FROM tracks GROUP BY upload_id".into()).await?;
+    let comments = db.counts("SELECT id, COUNT(*) FROM comments GROUP BY id".into()).await?;
+    let plays = db.counts("SELECT id, COUNT(*) FROM plays WHERE id IS NOT NULL GROUP BY id".into()).await?;
     let mut out = vec![tally("uploads", &ledger.uploads, &uploads), tally("comments", &ledger.comments, &comments), tally("plays", &ledger.plays, &plays)];
-    out[1].out_of_order = out_of_order(&c)?;
+    out[1].out_of_order = out_of_order(db).await?;
     // A handler should hear of every upload that was stored, once.
     let stored: Vec<Attempt> = ledger.uploads.iter().filter(|a| uploads.contains_key(&a.id)).map(|a| Attempt { acknowledged: true, ..a.clone() }).collect();
     for handler in HANDLERS {
-        let heard = counts(&c, &format!("SELECT event_id, 1 FROM deliveries WHERE handler = '{handler}'"))?;
+        let heard = db.counts(format!("SELECT event_id, COUNT(*) FROM deliveries WHERE handler = '{handler}' GROUP BY event_id")).await?;
         let mut t = tally(&format!("published → {handler}"), &stored, &heard);
         t.acknowledged = stored.len();
-        t.redelivered = c.query_row("SELECT COALESCE(SUM(times - 1), 0) FROM deliveries WHERE handler = ?1", [handler], |r| r.get::<_, i64>(0))? as usize;
+        t.redelivered = db.scalar(format!("SELECT CAST(COALESCE(SUM(times - 1), 0) AS BIGINT) FROM deliveries WHERE handler = '{handler}'")).await? as usize;
         out.push(t);
     }
     Ok(out)

@@ -57,8 +57,10 @@ async fn receive(State(h): State<Arc<Handler>>, Path(name): Path<String>, body: 
     }
     for e in events.iter().filter(|e| e.event_type == TRACK_PUBLISHED) {
         let Ok(track) = serde_json::from_value::<Published>(e.data.clone()) else {
-            // Malformed: retrying cannot help; Event Grid dead-letters on 400.
-            return (StatusCode::BAD_REQUEST, format!("event {} has no track", e.id)).into_response();
+            // Retrying cannot help, and refusing the batch would lose the good events
+            // beside it: this one is skipped.
+            tracing::warn!(event = %e.id, "a track-published event without a track; skipped");
+            continue;
         };
         if let Err(err) = h.db.add_delivery(h.name.clone(), e.id.clone(), track.track_id).await {
             tracing::warn!(error = %err, "recording a delivery failed; Event Grid will retry");

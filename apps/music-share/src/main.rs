@@ -44,9 +44,8 @@ enum Command {
     Api {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// The SQLite database file (created and migrated if new).
-        #[arg(long, default_value = "music-share.db")]
-        database: PathBuf,
+        #[command(flatten)]
+        database: DbArgs,
         /// Where uploaded audio files are kept.
         #[arg(long, default_value = "music-share-media")]
         media: PathBuf,
@@ -59,8 +58,8 @@ enum Command {
     },
     /// Run the messaging mode's workers: uploads, comments, trending.
     Workers {
-        #[arg(long, default_value = "music-share.db")]
-        database: PathBuf,
+        #[command(flatten)]
+        database: DbArgs,
         #[arg(long, default_value = "music-share-media")]
         media: PathBuf,
         #[command(flatten)]
@@ -91,8 +90,8 @@ enum Command {
         name: String,
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
-        #[arg(long, default_value = "music-share.db")]
-        database: PathBuf,
+        #[command(flatten)]
+        database: DbArgs,
     },
     /// Simulated phones uploading, commenting and playing over a flaky network; writes a ledger.
     Mobile {
@@ -104,8 +103,8 @@ enum Command {
     },
     /// Compares a ledger with the database: attempted, acknowledged, stored, lost, duplicated.
     Count {
-        #[arg(long, default_value = "music-share.db")]
-        database: PathBuf,
+        #[command(flatten)]
+        database: DbArgs,
         #[arg(long, default_value = "ledger.json")]
         ledger: PathBuf,
         /// Print JSON instead of a table.
@@ -125,6 +124,28 @@ enum Command {
         #[command(flatten)]
         demo: demo::DemoArgs,
     },
+}
+
+/// Which database: a SQLite file, or PostgreSQL.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DbArgs {
+    /// The SQLite database file (created and migrated if new).
+    #[arg(long, default_value = "music-share.db")]
+    database: PathBuf,
+    /// PostgreSQL instead (`postgres://user@host:port/dbname`): the same schema,
+    /// migrated on first use.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+impl DbArgs {
+    fn target(&self) -> anyhow::Result<db::Target> {
+        match &self.database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(db::Target::Postgres(url.clone())),
+            Some(url) => anyhow::bail!("--database-url {url:?} is not a postgres:// URL"),
+            None => Ok(db::Target::Sqlite(self.database.clone())),
+        }
+    }
 }
 
 /// The API's deliberate limits.
@@ -230,20 +251,22 @@ fn main() -> anyhow::Result<()> {
             let limits = limits.limits()?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
-                let db = db::Db::open(&database, limits.connections, limits.timeout)?;
+                let db = db::Db::open(&database.target()?, limits.connections, limits.timeout).await?;
                 api::serve(listen, api::app(db, media, limits, notify)).await
             })
         }
         Command::Workers { database, media, lapis, upload_workers, comment_workers, connections } => {
             anyhow::ensure!(connections > 0, "--connections must be at least 1");
             current_thread()?.block_on(async {
-                let db = db::Db::open(&database, connections, Duration::from_secs(30))?;
+                // A worker waits for a connection less than a session lock lasts (10 s in
+                // the demo), so a stored comment is completed while its lock holds.
+                let db = db::Db::open(&database.target()?, connections, Duration::from_secs(5)).await?;
                 workers::run(std::sync::Arc::new(workers::Context { lapis, db, media }), upload_workers, comment_workers).await
             })
         }
         Command::Web { listen, mode, api, lapis } => current_thread()?.block_on(web::serve(listen, mode, api, lapis)),
         Command::Handler { name, listen, database } => current_thread()?.block_on(async {
-            let db = db::Db::open(&database, 2, Duration::from_secs(10))?;
+            let db = db::Db::open(&database.target()?, 2, Duration::from_secs(10)).await?;
             handlers::serve(listen, name, db).await
         }),
         Command::Mobile { phones, ledger } => {
@@ -265,7 +288,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Count { database, ledger, json } => {
             let ledger: mobile::Ledger = serde_json::from_slice(&std::fs::read(&ledger)?)?;
-            let tallies = count::count(&database, &ledger)?;
+            let target = database.target()?;
+            let tallies = current_thread()?.block_on(async { count::count(&db::Db::open(&target, 1, Duration::from_secs(30)).await?, &ledger).await })?;
             if json {
                 println!("{}", serde_json::to_string(&tallies)?);
             } else {

@@ -3,6 +3,9 @@
 //! whole and synced before the database names it).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::db::{Db, DbError, NewTrack, Stored, Track};
 
 /// The largest upload: tens of MB, as a long track at a high bit rate.
 pub const MAX_AUDIO_BYTES: usize = 64 << 20;
@@ -37,7 +40,54 @@ pub fn store(dir: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&partial, &done)?;
+    // The rename is durable only once the directory is.
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(done)
+}
+
+/// Why an upload was not kept.
+#[derive(Debug, thiserror::Error)]
+pub enum KeepError {
+    #[error("that is not an audio file (MP3, WAV, Ogg, FLAC or MP4 audio)")]
+    NotAudio,
+    #[error("the audio is over {MAX_AUDIO_BYTES} bytes")]
+    TooLarge,
+    #[error("storing the audio failed: {0}")]
+    Io(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// What an upload says about its audio.
+pub struct Upload {
+    pub upload_id: String,
+    pub title: String,
+    pub artist: String,
+}
+
+/// Keeps an upload once per upload id: checks the audio, writes its file, stores
+/// the track; an upload already stored gets the stored track (and its new file is
+/// removed). Shared by the API (direct mode) and the upload worker.
+pub async fn keep(db: &Arc<Db>, dir: &Path, upload: Upload, audio: Arc<Vec<u8>>) -> Result<(Track, Stored), KeepError> {
+    if audio.len() > MAX_AUDIO_BYTES {
+        return Err(KeepError::TooLarge);
+    }
+    let content_type = sniff(&audio).ok_or(KeepError::NotAudio)?;
+    let (dir, bytes) = (dir.to_path_buf(), audio.clone());
+    let path = tokio::task::spawn_blocking(move || store(&dir, &bytes)).await.map_err(|e| KeepError::Io(e.to_string()))?.map_err(|e| KeepError::Io(e.to_string()))?;
+    let new = NewTrack { upload_id: upload.upload_id, title: upload.title, artist: upload.artist, content_type: content_type.into(), size_bytes: audio.len() as i64, media_path: path.display().to_string() };
+    match db.add_track(new).await {
+        Ok((track, Stored::Already)) => {
+            // Another attempt of the same upload won: its file stays, ours goes.
+            let _ = std::fs::remove_file(&path);
+            Ok((track, Stored::Already))
+        }
+        Ok(stored) => Ok(stored),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e.into())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -78,6 +78,10 @@ fn uploads_are_stored_once_and_only_audio_is_taken() {
     let (status, again) = upload(api.port, "up-1", &audio);
     assert_eq!((status, json(&again)["id"].clone()), (200, track["id"].clone()), "a retried upload is the same track");
 
+    let (status, body) = call(api.port, "POST", "/api/tracks", &[("x-upload-id", "up-utf8"), ("x-title", "Caf%C3%A9 %C3%A0 minuit"), ("x-artist", "Zo%C3%A9")], &audio);
+    assert_eq!((status, json(&body)["title"].as_str(), json(&body)["artist"].as_str()), (201, Some("Café à minuit"), Some("Zoé")), "titles travel percent-encoded: {body}");
+    let (status, _) = call(api.port, "POST", "/api/tracks", &[("x-upload-id", "up-bad"), ("x-title", "Bad%0Aline"), ("x-artist", "Me")], &audio);
+    assert_eq!(status, 400, "a control character in a title is refused");
     let (status, body) = upload(api.port, "up-2", b"%PDF-1.7 not music");
     assert_eq!(status, 415, "{body}");
     assert!(json(&body)["error"].as_str().unwrap().contains("not an audio file"));
@@ -87,12 +91,12 @@ fn uploads_are_stored_once_and_only_audio_is_taken() {
     assert_eq!(status, 413, "over 64 MB");
 
     let (_, list) = call(api.port, "GET", "/api/tracks", &[], b"");
-    assert_eq!(json(&list).as_array().unwrap().len(), 1, "nothing half-stored by the refused uploads");
+    assert_eq!(json(&list).as_array().unwrap().len(), 2, "nothing half-stored by the refused uploads");
     let id = track["id"].as_str().unwrap();
     let (status, got) = call(api.port, "GET", &format!("/api/tracks/{id}/audio"), &[], b"");
     assert_eq!((status, got.len()), (200, audio.len()));
     let files = std::fs::read_dir(dir.path().join("media")).unwrap().count();
-    assert_eq!(files, 1, "one file for the one track");
+    assert_eq!(files, 2, "one file for each track");
 }
 
 #[test]

@@ -35,6 +35,10 @@ pub struct DemoArgs {
     /// Where the demo keeps its databases, logs, ledger and report (emptied first).
     #[arg(long, default_value = "music-share-demo")]
     pub dir: PathBuf,
+    /// PostgreSQL instead of the SQLite file in `--dir` (its music-share tables are
+    /// dropped first).
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// The `lapis` binary (messaging mode).
     #[arg(long, env = "LAPIS_BIN", default_value = "lapis")]
     pub lapis_bin: PathBuf,
@@ -98,7 +102,7 @@ fn s(p: &Path) -> String {
 
 async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<System> {
     let me = std::env::current_exe()?;
-    let db = s(&dir.join("music-share.db"));
+    let db = db_flags(args, dir);
     let media = s(&dir.join("media"));
     let ports = Lapis { host: "127.0.0.1".into(), queue_port: free_port()?, blob_port: free_port()?, amqp_port: free_port()?, http_port: free_port()? };
     let lapis = match args.mode {
@@ -118,7 +122,7 @@ async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<System> {
     let mut hook_urls = Vec::new();
     for name in crate::handlers::HANDLERS {
         let addr = format!("127.0.0.1:{}", free_port()?);
-        let mut h = Proc::new(name, &me, vec!["handler".into(), "--name".into(), name.into(), "--listen".into(), addr.clone(), "--database".into(), db.clone()], dir, Some(addr.clone()));
+        let mut h = Proc::new(name, &me, [vec!["handler".into(), "--name".into(), name.into(), "--listen".into(), addr.clone()], db.clone()].concat(), dir, Some(addr.clone()));
         h.start().await?;
         hook_urls.push(format!("http://{addr}/hooks/{name}"));
         handlers.push(h);
@@ -129,7 +133,7 @@ async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<System> {
         }
     }
     let api_addr = format!("127.0.0.1:{}", free_port()?);
-    let mut api_args: Vec<String> = vec!["api".into(), "--listen".into(), api_addr.clone(), "--database".into(), db.clone(), "--media".into(), media.clone()];
+    let mut api_args: Vec<String> = [vec!["api".into(), "--listen".into(), api_addr.clone(), "--media".into(), media.clone()], db.clone()].concat();
     if args.mode == Mode::Direct {
         for url in &hook_urls {
             api_args.extend(["--notify".into(), url.clone()]);
@@ -140,7 +144,7 @@ async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<System> {
     let workers = match args.mode {
         Mode::Direct => None,
         Mode::Messaging => {
-            let mut w: Vec<String> = vec!["workers".into(), "--database".into(), db.clone(), "--media".into(), media];
+            let mut w: Vec<String> = [vec!["workers".into(), "--media".into(), media], db.clone()].concat();
             w.extend(lapis_flags(&ports));
             let mut p = Proc::new("workers", &me, w, dir, None);
             p.start().await?;
@@ -191,28 +195,48 @@ async fn inject_faults(system: &tokio::sync::Mutex<System>, args: &DemoArgs, pro
     Ok(())
 }
 
-/// Empties (or makes) the demo's directory.
-fn fresh(dir: &Path) -> anyhow::Result<()> {
+/// The demo's database: PostgreSQL when given, else a SQLite file in its directory.
+fn target(args: &DemoArgs, dir: &Path) -> crate::db::Target {
+    match &args.database_url {
+        Some(url) => crate::db::Target::Postgres(url.clone()),
+        None => crate::db::Target::Sqlite(dir.join("music-share.db")),
+    }
+}
+
+/// The flags that give the app's other commands the same database.
+fn db_flags(args: &DemoArgs, dir: &Path) -> Vec<String> {
+    match target(args, dir) {
+        crate::db::Target::Postgres(url) => vec!["--database-url".into(), url],
+        crate::db::Target::Sqlite(path) => vec!["--database".into(), s(&path)],
+    }
+}
+
+/// Empties (or makes) the demo's directory, and its database.
+async fn fresh(args: &DemoArgs) -> anyhow::Result<()> {
+    let dir = &args.dir;
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("emptying {}", dir.display()))?;
     }
-    Ok(std::fs::create_dir_all(dir)?)
+    std::fs::create_dir_all(dir)?;
+    if let t @ crate::db::Target::Postgres(_) = target(args, dir) {
+        crate::db::Db::reset(&t).await.context("dropping the music-share tables on PostgreSQL")?;
+    }
+    Ok(())
 }
 
 /// `music-share up`: the whole application without the burst — Lapis (in messaging
 /// mode), the API, the workers, the handlers and the web site — until Ctrl-C.
 pub async fn up(args: DemoArgs, web_port: u16) -> anyhow::Result<()> {
-    fresh(&args.dir)?;
+    fresh(&args).await?;
     let mut system = start(&args, &args.dir).await?;
     let listen = format!("127.0.0.1:{web_port}");
     let me = std::env::current_exe()?;
-    let mut web_args: Vec<String> = vec!["web".into(), "--listen".into(), listen.clone(), "--mode".into(), format!("{:?}", args.mode).to_lowercase(), "--api".into(), system.api_addr.clone()];
+    let mut web_args: Vec<String> = vec!["web".into(), "--listen".into(), listen.clone(), "--mode".into(), args.mode.name().into(), "--api".into(), system.api_addr.clone()];
     web_args.extend(lapis_flags(&system.ports));
     let mut web = Proc::new("web", &me, web_args, &args.dir, Some(listen.clone()));
     web.start().await?;
-    println!("music-share is up in {:?} mode: the web site on http://{listen}, the API on http://{}", args.mode, system.api_addr);
-    if let Some(l) = &system.lapis {
-        let _ = l;
+    println!("music-share is up in {} mode: the web site on http://{listen}, the API on http://{}", args.mode.name(), system.api_addr);
+    if system.lapis.is_some() {
         println!("Lapis: queues :{}, blobs :{}, AMQP :{}, Event Grid and admin :{}", system.ports.queue_port, system.ports.blob_port, system.ports.amqp_port, system.ports.http_port);
     }
     tokio::signal::ctrl_c().await?;
@@ -245,7 +269,7 @@ fn lapis_flags(p: &Lapis) -> Vec<String> {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = args.dir.clone();
-    fresh(&dir)?;
+    fresh(&args).await?;
     let system = start(&args, &dir).await?;
     let plan = mobile::Plan {
         mode: args.mode,
@@ -268,8 +292,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let system = Arc::new(tokio::sync::Mutex::new(system));
     let progress = Arc::new(Progress::default());
     let log = Arc::new(sample::Log::default());
-    let db_path = dir.join("music-share.db");
-    let sampler = tokio::spawn(sample::every_half_second(args.mode, ports.clone(), db_path.clone(), progress.clone(), log.clone()));
+    let db = crate::db::Db::open(&target(&args, &dir), 2, Duration::from_secs(30)).await?;
+    let sampler = tokio::spawn(sample::every_half_second(args.mode, ports.clone(), db.clone(), progress.clone(), log.clone()));
     let started = tokio::time::Instant::now();
     let total = args.phones * (args.uploads + args.comments + args.plays);
     let faults = {
@@ -285,12 +309,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     log.note("phones done");
     let burst = started.elapsed();
     faults.await??;
-    let settled = sample::settle(args.mode, &ports, &db_path, &ledger, Duration::from_secs(args.settle_secs)).await;
+    let settled = sample::settle(args.mode, &ports, &db, &ledger, Duration::from_secs(args.settle_secs)).await;
     log.note(if settled { "settled" } else { "gave up waiting to settle" });
     tokio::time::sleep(Duration::from_millis(600)).await;
     sampler.abort();
     std::fs::write(dir.join("ledger.json"), serde_json::to_vec_pretty(&ledger)?)?;
-    let tallies = crate::count::count(&db_path, &ledger)?;
+    let tallies = crate::count::count(&db, &ledger).await?;
     let dead_lettered = match args.mode {
         Mode::Messaging => crate::messaging::admin::queue_counts(&ports, crate::messaging::servicebus::COMMENTS).await.map(|c| c.1).unwrap_or(-1),
         Mode::Direct => 0,
@@ -312,7 +336,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for h in sys.handlers.iter_mut() {
         h.kill().await;
     }
-    println!("music-share demo, {:?} mode: {} phones, burst {:.1} s, settled in {:.1} s", args.mode, args.phones, burst.as_secs_f64(), started.elapsed().as_secs_f64());
+    println!("music-share demo, {} mode: {} phones, burst {:.1} s, settled in {:.1} s", args.mode.name(), args.phones, burst.as_secs_f64(), started.elapsed().as_secs_f64());
     print!("{}", crate::count::table(&tallies));
     println!("{poison}");
     println!("report: {}", report.display());

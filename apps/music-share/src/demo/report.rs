@@ -8,15 +8,12 @@ use std::time::Duration;
 use super::sample::Sample;
 use super::DemoArgs;
 use crate::count::Tally;
+use crate::web::pages::escape;
 
 const W: f64 = 760.0;
 const H: f64 = 260.0;
 const PAD: f64 = 40.0;
 const COLORS: [&str; 4] = ["#2563eb", "#16a34a", "#d97706", "#9333ea"];
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 /// One line of a chart: (seconds, value) points.
 struct Series {
@@ -52,7 +49,7 @@ fn chart(title: &str, series: &[Series], notes: &[(f64, String)]) -> String {
 }
 
 pub fn html(args: &DemoArgs, tallies: &[Tally], poison: &str, samples: &[Sample], notes: &[(f64, String)], burst: Duration, total: Duration) -> String {
-    let mode = format!("{:?}", args.mode).to_lowercase();
+    let mode = args.mode.name();
     let mut rows = String::new();
     for t in tallies {
         let bad = if t.lost > 0 || t.duplicated > 0 || t.out_of_order > 0 { " class=\"bad\"" } else { "" };

@@ -4,15 +4,14 @@
 //! events not yet delivered, plays not yet counted). And the test of "settled":
 //! every backlog empty, twice in a row.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rusqlite::Connection;
 use serde::Serialize;
 
+use crate::db::Db;
 use crate::messaging::eventhubs::{PLAYS, TRENDING_GROUP};
 use crate::messaging::lapis::Lapis;
 use crate::messaging::servicebus::COMMENTS;
@@ -58,18 +57,14 @@ impl Log {
 /// The aggregator's checkpoint per partition.
 type Checkpoints = Vec<(String, i64)>;
 
-fn stored(db: &Path) -> rusqlite::Result<([usize; 3], Checkpoints)> {
-    let c = Connection::open(db)?;
-    c.busy_timeout(Duration::from_secs(2))?;
-    let n = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|v| v as usize);
+async fn stored(db: &Arc<Db>) -> anyhow::Result<([usize; 3], Checkpoints)> {
     let counts = [
-        n("SELECT COUNT(*) FROM tracks WHERE upload_id LIKE 'phone%'")?,
-        n("SELECT COUNT(*) FROM comments")?,
-        n("SELECT COUNT(*) FROM plays WHERE id IS NOT NULL")?,
+        db.scalar("SELECT COUNT(*) FROM tracks WHERE upload_id LIKE 'phone%'".into()).await? as usize,
+        db.scalar("SELECT COUNT(*) FROM comments".into()).await? as usize,
+        db.scalar("SELECT COUNT(*) FROM plays WHERE id IS NOT NULL".into()).await? as usize,
     ];
-    let mut stmt = c.prepare("SELECT partition_id, sequence_number FROM checkpoints WHERE consumer_group = ?1")?;
-    let checkpoints = stmt.query_map([TRENDING_GROUP], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-    Ok((counts, checkpoints))
+    let checkpoints = db.counts(format!("SELECT partition_id, sequence_number FROM checkpoints WHERE consumer_group = '{TRENDING_GROUP}'")).await?;
+    Ok((counts, checkpoints.into_iter().map(|(p, s)| (p, s as i64)).collect()))
 }
 
 /// Each service's backlog (0 where the mode does not use it).
@@ -88,17 +83,21 @@ async fn backlog(lapis: &Lapis, storage: &Storage, checkpoints: &[(String, i64)]
     Ok([jobs, comments, events, plays])
 }
 
-async fn one(mode: Mode, lapis: &Lapis, storage: Option<&Storage>, db: &Path) -> anyhow::Result<([usize; 3], [i64; 4])> {
-    let path = db.to_path_buf();
-    let (counts, checkpoints) = tokio::task::spawn_blocking(move || stored(&path)).await??;
-    let backlog = match (mode, storage) {
-        (Mode::Messaging, Some(storage)) => backlog(lapis, storage, &checkpoints).await?,
-        _ => [0; 4],
+/// One sample, or an error if it took over 10 s (a stuck call must not stall the
+/// demo).
+async fn one(mode: Mode, lapis: &Lapis, storage: Option<&Storage>, db: &Arc<Db>) -> anyhow::Result<([usize; 3], [i64; 4])> {
+    let take = async {
+        let (counts, checkpoints) = stored(db).await?;
+        let backlog = match (mode, storage) {
+            (Mode::Messaging, Some(storage)) => backlog(lapis, storage, &checkpoints).await?,
+            _ => [0; 4],
+        };
+        Ok((counts, backlog))
     };
-    Ok((counts, backlog))
+    tokio::time::timeout(Duration::from_secs(10), take).await.map_err(|_| anyhow::anyhow!("a sample took over 10 s"))?
 }
 
-pub async fn every_half_second(mode: Mode, lapis: Lapis, db: PathBuf, progress: Arc<Progress>, log: Arc<Log>) {
+pub async fn every_half_second(mode: Mode, lapis: Lapis, db: Arc<Db>, progress: Arc<Progress>, log: Arc<Log>) {
     let storage = Storage::new(&lapis).ok();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -113,7 +112,7 @@ pub async fn every_half_second(mode: Mode, lapis: Lapis, db: PathBuf, progress: 
 /// Waits until nothing is left in flight: in messaging mode every backlog empty and
 /// every acknowledged upload heard of by both handlers, twice in a row; in direct
 /// mode a moment for the API's last calls to the handlers. `false` if `limit` passed.
-pub async fn settle(mode: Mode, lapis: &Lapis, db: &Path, ledger: &Ledger, limit: Duration) -> bool {
+pub async fn settle(mode: Mode, lapis: &Lapis, db: &Arc<Db>, ledger: &Ledger, limit: Duration) -> bool {
     if mode == Mode::Direct {
         tokio::time::sleep(Duration::from_secs(3)).await;
         return true;
@@ -123,15 +122,8 @@ pub async fn settle(mode: Mode, lapis: &Lapis, db: &Path, ledger: &Ledger, limit
     let deadline = tokio::time::Instant::now() + limit;
     let mut quiet = 0;
     while tokio::time::Instant::now() < deadline {
-        let delivered = {
-            let path = db.to_path_buf();
-            tokio::task::spawn_blocking(move || -> rusqlite::Result<usize> {
-                let c = Connection::open(path)?;
-                c.query_row("SELECT COUNT(*) FROM (SELECT event_id FROM deliveries WHERE event_id LIKE 'phone%' GROUP BY event_id HAVING COUNT(*) = 2)", [], |r| r.get::<_, i64>(0)).map(|v| v as usize)
-            })
-            .await
-        };
-        let heard_all = matches!(delivered, Ok(Ok(n)) if n >= acked_uploads);
+        let delivered = tokio::time::timeout(Duration::from_secs(10), db.scalar("SELECT COUNT(*) FROM (SELECT event_id FROM deliveries WHERE event_id LIKE 'phone%' GROUP BY event_id HAVING COUNT(*) = 2) AS heard".into())).await;
+        let heard_all = matches!(delivered, Ok(Ok(n)) if n as usize >= acked_uploads);
         match one(mode, lapis, Some(&storage), db).await {
             Ok((_, backlog)) if backlog.iter().all(|&b| b == 0) && heard_all => {
                 quiet += 1;

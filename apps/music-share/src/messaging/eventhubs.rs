@@ -67,9 +67,9 @@ pub async fn receiver(consumer: &ConsumerClient, partition: &str, after: Option<
     consumer.open_receiver_on_partition(partition.to_string(), Some(options)).await
 }
 
-/// The play an event carries, with its sequence number; `None` for an event that is
-/// not a play (it is skipped, and counted past).
-pub fn play_of(event: &ReceivedEventData) -> (Option<Play>, i64) {
+/// The play an event carries (`None` for an event that is not a play: it is
+/// skipped, and counted past), with its sequence number.
+pub fn play_of(event: &ReceivedEventData) -> (Option<Play>, Option<i64>) {
     let play = event.event_data().body().and_then(|b| serde_json::from_slice(b).ok());
-    (play, event.sequence_number().unwrap_or(-1))
+    (play, event.sequence_number())
 }

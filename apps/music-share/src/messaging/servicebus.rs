@@ -15,7 +15,7 @@ use fe2o3_amqp::link::receiver::CreditMode;
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::definitions::{self, ReceiverSettleMode, SenderSettleMode};
-use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Data, FilterSet, Message, Modified, Outcome, Properties, Source};
+use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Data, FilterSet, Message, Outcome, Properties, Source};
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Value};
 use fe2o3_amqp::{Connection, Delivery, Receiver, Sender, Session};
 
@@ -83,15 +83,15 @@ impl ServiceBus {
         let request = Message::builder().properties(Properties::builder().message_id(id).reply_to(reply_to).build()).application_properties(app).value(token).build();
         step("send the put-token request", sender.send(request)).await?;
         let answer: Delivery<Value> = step("read the put-token answer", receiver.recv()).await?;
-        let _ = receiver.accept(&answer).await;
+        let _ = tokio::time::timeout(STEP, receiver.accept(&answer)).await;
         let props = answer.message().application_properties.as_ref().context("the put-token answer has no properties")?;
         let code = match props.0.get("status-code") {
             Some(SimpleValue::Int(c)) => *c as i64,
             Some(SimpleValue::Long(c)) => *c,
             _ => 0,
         };
-        let _ = sender.close().await;
-        let _ = receiver.close().await;
+        let _ = tokio::time::timeout(STEP, sender.close()).await;
+        let _ = tokio::time::timeout(STEP, receiver.close()).await;
         if code != 202 && code != 200 {
             bail!("Service Bus refused the token for {entity}: {code} {}", text_property(props, "status-description").unwrap_or_default());
         }
@@ -121,15 +121,17 @@ impl ServiceBus {
             .properties(properties)
             .attach(&mut self.session);
         match tokio::time::timeout(wait + STEP, attach).await {
+            Ok(Ok(receiver)) => Ok(Some(receiver)),
             // Lapis refuses a next-available request that found no session in time
             // (com.microsoft:timeout), which fe2o3 reports as a failed attach.
-            Ok(Ok(receiver)) => Ok(Some(receiver)),
-            Ok(Err(_)) | Err(_) => Ok(None),
+            Ok(Err(e)) if format!("{e:?}").contains("com.microsoft:timeout") => Ok(None),
+            Ok(Err(e)) => bail!("accepting a session: {e:?}"),
+            Err(_) => bail!("accepting a session: no answer within {:?}", wait + STEP),
         }
     }
 
     pub async fn close(mut self) {
-        let _ = self.session.end().await;
+        let _ = tokio::time::timeout(STEP, self.session.end()).await;
         let _ = tokio::time::timeout(STEP, self.connection.close()).await;
     }
 }
@@ -161,7 +163,11 @@ pub fn body_bytes(delivery: &Delivery<Body0>) -> Vec<u8> {
 }
 
 pub fn message_id(delivery: &Delivery<Body0>) -> Option<String> {
-    delivery.message().properties.as_ref().and_then(|p| p.message_id.as_ref()).map(|id| match id {
+    id_of(delivery.message())
+}
+
+fn id_of(message: &Message<Body0>) -> Option<String> {
+    message.properties.as_ref().and_then(|p| p.message_id.as_ref()).map(|id| match id {
         fe2o3_amqp::types::messaging::MessageId::String(s) => s.clone(),
         other => format!("{other:?}"),
     })
@@ -170,12 +176,6 @@ pub fn message_id(delivery: &Delivery<Body0>) -> Option<String> {
 /// Completes (the message is done) after the database write has committed.
 pub async fn complete(receiver: &mut Receiver, delivery: &Delivery<Body0>) -> anyhow::Result<()> {
     step("complete a message", receiver.accept(delivery)).await
-}
-
-/// Abandons: the message comes back (its delivery count goes up, and past the
-/// queue's maximum the broker dead-letters it).
-pub async fn abandon(receiver: &mut Receiver, delivery: &Delivery<Body0>) -> anyhow::Result<()> {
-    step("abandon a message", receiver.modify(delivery, Modified { delivery_failed: Some(true), undeliverable_here: None, message_annotations: None })).await
 }
 
 /// Dead-letters a message that can never be stored, with a reason the admin page shows.
@@ -214,9 +214,9 @@ impl ServiceBus {
         let request = Message::builder().properties(Properties::builder().message_id(id).reply_to(reply_to).build()).application_properties(app).value(Value::Map(body)).build();
         step("send the peek request", sender.send(request)).await?;
         let answer: Delivery<Value> = step("read the peek answer", receiver.recv()).await?;
-        let _ = receiver.accept(&answer).await;
-        let _ = sender.close().await;
-        let _ = receiver.close().await;
+        let _ = tokio::time::timeout(STEP, receiver.accept(&answer)).await;
+        let _ = tokio::time::timeout(STEP, sender.close()).await;
+        let _ = tokio::time::timeout(STEP, receiver.close()).await;
         let status = answer.message().application_properties.as_ref().and_then(|p| match p.0.get("statusCode").or_else(|| p.0.get("status-code")) {
             Some(SimpleValue::Int(c)) => Some(*c),
             _ => None,
@@ -231,10 +231,7 @@ impl ServiceBus {
             let Value::Map(m) = item else { continue };
             let Some(Value::Binary(bytes)) = m.get(&Value::String("message".into())) else { continue };
             let Ok(Deserializable(message)) = serde_amqp::from_slice::<Deserializable<Message<Body0>>>(bytes) else { continue };
-            let message_id = message.properties.as_ref().and_then(|p| p.message_id.as_ref()).map(|id| match id {
-                fe2o3_amqp::types::messaging::MessageId::String(s) => s.clone(),
-                other => format!("{other:?}"),
-            });
+            let message_id = id_of(&message);
             let reason = message.application_properties.as_ref().and_then(|a| text_property(a, "DeadLetterReason")).unwrap_or_default();
             let body = match &message.body {
                 Body::Data(batch) => String::from_utf8_lossy(&batch.iter().flat_map(|d| d.0.to_vec()).collect::<Vec<u8>>()).into_owned(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{audio, Carrier, Item, Plan, Sent};
 use crate::http::{request, Fault, Outcome};
+use crate::messaging::lapis::encode;
 
 pub struct Api {
     pub addr: String,
@@ -28,7 +29,8 @@ impl Carrier for Api {
         let json = [("content-type", "application/json".to_string())];
         let outcome = match item {
             Item::Upload { id, title, artist, audio } => {
-                let headers = [("x-upload-id", id.clone()), ("x-title", title.clone()), ("x-artist", artist.clone()), ("content-type", "audio/mpeg".to_string())];
+                // Header values are ASCII: the API takes title and artist percent-encoded.
+                let headers = [("x-upload-id", encode(id)), ("x-title", encode(title)), ("x-artist", encode(artist)), ("content-type", "audio/mpeg".to_string())];
                 request(&self.addr, "POST", "/api/tracks", &headers, audio, self.timeout, fault).await
             }
             Item::Comment { id, track, author, body } => {

@@ -39,13 +39,18 @@ fn hash(id: &str) -> usize {
 
 impl Lapis {
     pub async fn connect(plan: &Plan) -> anyhow::Result<Lapis> {
-        let storage = Storage::new(&plan.lapis)?;
+        Self::connect_to(&plan.lapis, plan.timeout).await
+    }
+
+    /// Connects to Lapis at `lapis`; each hand-off may take up to `timeout`.
+    pub async fn connect_to(lapis: &crate::messaging::lapis::Lapis, timeout: Duration) -> anyhow::Result<Lapis> {
+        let storage = Storage::new(lapis)?;
         storage.ensure().await?;
         let mut plays = Vec::with_capacity(PRODUCERS);
         for _ in 0..PRODUCERS {
-            plays.push(eventhubs::producer(&plan.lapis).await?);
+            plays.push(eventhubs::producer(lapis).await?);
         }
-        Ok(Lapis { lapis: plan.lapis.clone(), storage, senders: (0..SENDERS).map(|_| Mutex::new(None)).collect(), plays, timeout: plan.timeout })
+        Ok(Lapis { lapis: lapis.clone(), storage, senders: (0..SENDERS).map(|_| Mutex::new(None)).collect(), plays, timeout })
     }
 
     async fn send_comment(&self, slot: usize, id: &str, track: &str, body: Vec<u8>) -> anyhow::Result<()> {

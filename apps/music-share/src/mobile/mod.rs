@@ -31,6 +31,16 @@ pub enum Mode {
     Messaging,
 }
 
+impl Mode {
+    /// As the `--mode` flag spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Direct => "direct",
+            Mode::Messaging => "messaging",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub mode: Mode,

@@ -6,7 +6,7 @@
 //! here first, so a bad upload or comment gets a clear error and nothing of it is
 //! stored anywhere.
 
-mod pages;
+pub(crate) mod pages;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,13 +50,6 @@ struct Site {
 const MAX_TEXT: usize = 200;
 const MAX_COMMENT: usize = 2000;
 
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Direct => "direct",
-        Mode::Messaging => "messaging",
-    }
-}
-
 /// A GET to the API: its JSON, or `None` when it is not there (404).
 async fn api_get(site: &Site, path: &str) -> Result<Option<Value>, Response> {
     match request(&site.api, "GET", path, &[], b"", Duration::from_secs(10), Fault::None).await {
@@ -67,7 +60,7 @@ async fn api_get(site: &Site, path: &str) -> Result<Option<Value>, Response> {
 }
 
 fn error_page(site: &Site, status: StatusCode, message: &str) -> Response {
-    (status, Html(pages::page("Error", mode_name(site.mode), Some((message, false)), "<p><a href=\"/\">Back to the tracks</a></p>"))).into_response()
+    (status, Html(pages::page("Error", site.mode.name(), Some((message, false)), "<p><a href=\"/\">Back to the tracks</a></p>"))).into_response()
 }
 
 #[derive(Deserialize, Default)]
@@ -86,7 +79,7 @@ async fn home(State(site): State<Arc<Site>>, Query(flash): Query<Flash>) -> Resp
         Mode::Messaging => format!("“{title}” is uploaded and will appear in a moment."),
     });
     let body = pages::home(&tracks, &uuid::Uuid::new_v4().to_string());
-    Html(pages::page("Tracks", mode_name(site.mode), message.as_deref().map(|m| (m, true)), &body)).into_response()
+    Html(pages::page("Tracks", site.mode.name(), message.as_deref().map(|m| (m, true)), &body)).into_response()
 }
 
 async fn track(State(site): State<Arc<Site>>, Path(id): Path<String>, Query(flash): Query<Flash>) -> Response {
@@ -105,10 +98,10 @@ async fn track(State(site): State<Arc<Site>>, Path(id): Path<String>, Query(flas
         Mode::Messaging => "Your comment is posted and will appear in a moment.".to_string(),
     });
     let body = pages::track(&t, &comments, &uuid::Uuid::new_v4().to_string());
-    Html(pages::page(t["title"].as_str().unwrap_or("Track"), mode_name(site.mode), message.as_deref().map(|m| (m, true)), &body)).into_response()
+    Html(pages::page(t["title"].as_str().unwrap_or("Track"), site.mode.name(), message.as_deref().map(|m| (m, true)), &body)).into_response()
 }
 
-/// The form's fields, audio last (the browser sends them in order).
+/// `POST /upload`: the upload form (upload id, title, artist, audio file).
 async fn upload(State(site): State<Arc<Site>>, mut form: Multipart) -> Response {
     let (mut upload_id, mut title, mut artist, mut audio) = (String::new(), String::new(), String::new(), None);
     loop {
@@ -186,7 +179,8 @@ async fn comment(State(site): State<Arc<Site>>, Path(id): Path<String>, Form(for
 async fn play(State(site): State<Arc<Site>>, Path(id): Path<String>) -> StatusCode {
     match site.front.send(&Item::Play { id: format!("web-{}", uuid::Uuid::new_v4()), track: id }).await {
         Sent::Done => StatusCode::NO_CONTENT,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
+        Sent::Refused(_) => StatusCode::NOT_FOUND,
+        Sent::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -218,7 +212,7 @@ async fn live(State(site): State<Arc<Site>>, Path(which): Path<String>) -> Respo
 async fn admin(State(site): State<Arc<Site>>) -> Response {
     if site.mode == Mode::Direct {
         let body = pages::admin(&[], &[], "Direct mode has no queues: what failed was lost.");
-        return Html(pages::page("Admin", mode_name(site.mode), None, &body)).into_response();
+        return Html(pages::page("Admin", site.mode.name(), None, &body)).into_response();
     }
     let dead = match crate::messaging::servicebus::ServiceBus::connect(&site.lapis, &[crate::messaging::servicebus::COMMENTS]).await {
         Ok(mut sb) => {
@@ -239,7 +233,7 @@ async fn admin(State(site): State<Arc<Site>>) -> Response {
     };
     let comments = crate::messaging::admin::queue_counts(&site.lapis, crate::messaging::servicebus::COMMENTS).await.map(|c| c.0).unwrap_or(-1);
     let backlog = format!("{jobs} upload jobs waiting; {comments} comments waiting.");
-    Html(pages::page("Admin", mode_name(site.mode), None, &pages::admin(&dead, &poison, &backlog))).into_response()
+    Html(pages::page("Admin", site.mode.name(), None, &pages::admin(&dead, &poison, &backlog))).into_response()
 }
 
 /// Serves the web site on `listen` until stopped.
@@ -247,8 +241,7 @@ pub async fn serve(listen: SocketAddr, mode: Mode, api: String, lapis: Lapis) ->
     let front = match mode {
         Mode::Direct => Front::Direct(direct::Api { addr: api.clone(), timeout: Duration::from_secs(60) }),
         Mode::Messaging => {
-            let plan = crate::mobile::Plan { mode, api: api.clone(), lapis: lapis.clone(), phones: 0, uploads: 0, comments: 0, plays: 0, catalog: 0, stale: 0, drop: 0.0, tries: 1, outbox: Duration::ZERO, timeout: Duration::from_secs(60), seed: 0, audio_bytes: 0 };
-            Front::Messaging(Box::new(messaging::Lapis::connect(&plan).await?))
+            Front::Messaging(Box::new(messaging::Lapis::connect_to(&lapis, Duration::from_secs(60)).await?))
         }
     };
     let site = Arc::new(Site { mode, api, lapis, front });

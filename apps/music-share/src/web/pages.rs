@@ -37,10 +37,12 @@ a { color: var(--accent); }
 "#;
 
 const LIVE: &str = r#"
+// Titles and artists are what uploaders typed: escaped before they become HTML.
+const esc = s => String(s).replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
 async function refresh() {
   for (const [id, url, line] of [
-    ["trending", "/live/trending", t => `${t.title} — ${t.artist} <span class="meta">${t.plays} plays</span>`],
-    ["published", "/live/published", t => `${t.title} — ${t.artist}`],
+    ["trending", "/live/trending", t => `${esc(t.title)} — ${esc(t.artist)} <span class="meta">${Number(t.plays)} plays</span>`],
+    ["published", "/live/published", t => `${esc(t.title)} — ${esc(t.artist)}`],
   ]) {
     const el = document.getElementById(id);
     if (!el) continue;
@@ -114,7 +116,7 @@ pub fn track(t: &Value, comments: &[Value], comment_id: &str) -> String {
 <section><h2>Comments</h2><ol class="comments" id="comments">{list}</ol></section>
 <section><h2>Add a comment</h2><form method="post" action="/tracks/{id}/comments">
 <input type="hidden" name="comment_id" value="{comment_id}">
-<label for="author">Your name</label><input type="text" id="author" name="author" required maxlength="100">
+<label for="author">Your name</label><input type="text" id="author" name="author" required maxlength="200">
 <label for="body">Comment</label><textarea id="body" name="body" rows="3" required maxlength="2000"></textarea>
 <button type="submit">Post comment</button></form></section>"#,
         title = escape(text(t, "title")),

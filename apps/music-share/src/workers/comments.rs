@@ -3,8 +3,9 @@
 //! and to this worker alone), stores each comment (idempotent by comment id), and
 //! completes the message only after the commit. A comment that can never be stored
 //! (malformed, or on a track that does not exist) is dead-lettered with its reason;
-//! one that fails for now is abandoned and comes back, until the queue's maximum
-//! delivery count dead-letters it.
+//! one the database fails to take is left unsettled and the session let go: it
+//! comes back first to the session's next receiver (its delivery counted), so the
+//! track's order holds, until the queue's maximum delivery count dead-letters it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,22 +74,43 @@ async fn drain(ctx: &Context, receiver: &mut Receiver) -> anyhow::Result<()> {
         };
         let comment = serde_json::from_slice::<CommentMessage>(&servicebus::body_bytes(&delivery));
         let comment = match comment {
-            Ok(c) if !c.body.trim().is_empty() && !c.comment_id.is_empty() => c,
+            Ok(c) if valid(&c) => c,
             Ok(_) | Err(_) => {
                 let id = servicebus::message_id(&delivery).unwrap_or_default();
                 servicebus::dead_letter(receiver, &delivery, "MalformedComment", &format!("message {id} is not a comment")).await?;
                 continue;
             }
         };
-        match ctx.db.add_comment(comment.track_id.clone(), comment.comment_id.clone(), comment.author, comment.body.trim().to_string()).await {
+        match store(ctx, &comment).await {
             Ok(Some(_)) => servicebus::complete(receiver, &delivery).await?,
             Ok(None) => servicebus::dead_letter(receiver, &delivery, "UnknownTrack", &format!("comment {} is on track {}, which does not exist", comment.comment_id, comment.track_id)).await?,
-            Err(e) => {
-                tracing::warn!(error = %e, "storing a comment failed; it will come back");
-                servicebus::abandon(receiver, &delivery).await?;
-                tokio::time::sleep(BACKOFF).await;
-            }
+            // Not abandoned: the session's later messages would be stored before it.
+            // Letting the session go hands this one, unsettled, to the next receiver
+            // first.
+            Err(e) => anyhow::bail!("storing comment {} failed: {e}", comment.comment_id),
         }
     }
     Ok(())
+}
+
+/// What the API would take (the queue is a trust boundary too).
+fn valid(c: &CommentMessage) -> bool {
+    let body = c.body.trim();
+    !body.is_empty() && body.chars().count() <= crate::api::MAX_COMMENT_CHARS && !c.comment_id.is_empty() && !c.author.trim().is_empty() && c.author.chars().count() <= 200
+}
+
+/// Stores the comment, trying again a few times (well inside the session's lock)
+/// when the database is busy.
+async fn store(ctx: &Context, c: &CommentMessage) -> crate::db::DbResult<Option<(crate::db::Comment, crate::db::Stored)>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match ctx.db.add_comment(c.track_id.clone(), c.comment_id.clone(), c.author.trim().to_string(), c.body.trim().to_string()).await {
+            Err(e) if tries < 3 => {
+                tracing::warn!(error = %e, "storing a comment failed; trying again");
+                tokio::time::sleep(BACKOFF).await;
+            }
+            other => return other,
+        }
+    }
 }

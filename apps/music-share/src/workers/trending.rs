@@ -37,10 +37,10 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
 }
 
 async fn partitions(ctx: &Context) -> anyhow::Result<Vec<String>> {
-    let consumer = eventhubs::consumer(&ctx.lapis).await?;
-    let ids = consumer.get_eventhub_properties().await?.partition_ids;
-    let _ = consumer.close().await;
-    Ok(ids)
+    let consumer = tokio::time::timeout(OPEN, eventhubs::consumer(&ctx.lapis)).await.map_err(|_| anyhow::anyhow!("opening a consumer took over {OPEN:?}"))??;
+    let ids = tokio::time::timeout(OPEN, consumer.get_eventhub_properties()).await.map_err(|_| anyhow::anyhow!("reading the hub took over {OPEN:?}"));
+    let _ = tokio::time::timeout(OPEN, consumer.close()).await;
+    Ok(ids??.partition_ids)
 }
 
 /// Counts one partition's plays for as long as the process runs.
@@ -53,10 +53,19 @@ async fn partition(ctx: Arc<Context>, id: String) -> anyhow::Result<()> {
     }
 }
 
+/// The longest opening a consumer or a receiver may take.
+const OPEN: Duration = Duration::from_secs(30);
+
 async fn count(ctx: &Context, id: &str) -> anyhow::Result<()> {
     let after = ctx.db.checkpoint(TRENDING_GROUP.into(), id.into()).await?;
-    let consumer = eventhubs::consumer(&ctx.lapis).await?;
-    let receiver = eventhubs::receiver(&consumer, id, after).await?;
+    let consumer = tokio::time::timeout(OPEN, eventhubs::consumer(&ctx.lapis)).await.map_err(|_| anyhow::anyhow!("opening a consumer took over {OPEN:?}"))??;
+    let counted = count_with(ctx, id, after, &consumer).await;
+    let _ = tokio::time::timeout(OPEN, consumer.close()).await;
+    counted
+}
+
+async fn count_with(ctx: &Context, id: &str, after: Option<i64>, consumer: &azure_messaging_eventhubs::ConsumerClient) -> anyhow::Result<()> {
+    let receiver = tokio::time::timeout(OPEN, eventhubs::receiver(consumer, id, after)).await.map_err(|_| anyhow::anyhow!("opening a receiver took over {OPEN:?}"))??;
     let stream = receiver.stream_events();
     futures::pin_mut!(stream);
     loop {
@@ -68,7 +77,8 @@ async fn count(ctx: &Context, id: &str) -> anyhow::Result<()> {
         let mut next = Some(first);
         while let Some(event) = next.take() {
             let (play, seq) = eventhubs::play_of(&event);
-            last = Some(seq);
+            // The checkpoint only moves forward (an event without a number leaves it).
+            last = last.max(seq);
             if let Some(p) = play {
                 batch.push((p.play_id, p.track_id));
             }
