@@ -198,6 +198,9 @@ pub struct PhoneArgs {
     /// Messaging mode: seconds an item may wait in the phone's outbox.
     #[arg(long, default_value_t = 120)]
     outbox_secs: u64,
+    /// One phone in ten starts offline for this many milliseconds, then catches up.
+    #[arg(long, default_value_t = 0)]
+    offline_ms: u64,
     #[arg(long, default_value_t = 2000)]
     timeout_ms: u64,
     #[arg(long, default_value_t = 1)]
@@ -231,6 +234,7 @@ impl PhoneArgs {
             drop: self.drop,
             tries: self.tries,
             outbox: Duration::from_secs(self.outbox_secs),
+            offline: Duration::from_millis(self.offline_ms),
             timeout: Duration::from_millis(self.timeout_ms),
             seed: self.seed,
             audio_bytes: self.audio_bytes,

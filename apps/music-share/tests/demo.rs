@@ -66,6 +66,9 @@ fn messaging_mode_loses_nothing_and_stores_nothing_twice_under_faults() {
         assert_eq!([n(t, "attempted"), n(t, "stored"), n(t, "lost"), n(t, "duplicated")], [120, 120, 0, 0], "every stored upload reached {handler}: {t}");
     }
     assert_eq!((s["stale_sent"].as_u64(), s["dead_lettered"].as_i64()), (Some(2), Some(2)), "comments on a deleted track are dead-lettered: {s}");
+    let replayed = &s["replayed"];
+    assert!(replayed["events"].as_u64().unwrap() >= 200, "every play is read again from the hub (retries may have sent some twice): {s}");
+    assert_eq!(replayed["new_plays"], 0, "a replay counts nothing twice: {s}");
 }
 
 #[test]

@@ -154,6 +154,16 @@ fn post_form(url: &str, fields: &[(&str, &str)], file: Option<(&str, &[u8])>) ->
     (text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), text)
 }
 
+fn post_urlencoded(url: &str, body: &str) -> (u16, String) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    (reply.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), reply)
+}
+
 fn get_bytes(url: &str) -> Vec<u8> {
     let rest = url.strip_prefix("http://").unwrap();
     let (addr, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap();
@@ -183,6 +193,14 @@ fn a_track_of_tens_of_megabytes_goes_through_blob_and_the_queue_and_bad_uploads_
     assert!(status == 413 && page.contains("over 64 MB"), "{status} {page}");
     let (status, page) = post_form(&format!("{}/upload", app.web), &[("title", ""), ("artist", "Me")], Some(("a.mp3", b"ID3\x04\x00\x00x")));
     assert!(status == 400 && page.contains("needs a title"), "{status} {page}");
+
+    // A comment of more than 2,000 characters, and one on a track that does not
+    // exist, are refused by the site before anything is sent.
+    let long = format!("comment_id=x&author=ana&body={}", "x".repeat(2001));
+    let (status, page) = post_urlencoded(&format!("{}/tracks/anything/comments", app.web), &long);
+    assert!(status == 400 && page.contains("at most 2000 characters"), "{status} {page}");
+    let (status, page) = post_urlencoded(&format!("{}/tracks/no-such-track/comments", app.web), "comment_id=x&author=ana&body=hello");
+    assert!(status == 404 && page.contains("no such track"), "{status} {page}");
 
     // The worker takes the job, reads the blob, stores the track.
     let deadline = Instant::now() + Duration::from_secs(60);

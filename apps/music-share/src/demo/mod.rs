@@ -4,7 +4,8 @@
 //! It starts what the mode needs (Lapis from the `lapis` binary in messaging mode;
 //! the API, the two "track published" handlers, and in messaging mode the workers),
 //! puts a small catalog in place, then lets the phones loose — thousands of uploads,
-//! comments and plays within seconds over a flaky network — while it takes a
+//! comments and plays within seconds over a flaky network, one phone in ten
+//! offline for the first two seconds — while it takes a
 //! handler down for a while and SIGKILLs the API (and the workers) mid-burst, then
 //! starts them again. When the phones are done it waits for every backlog to drain,
 //! counts attempted / acknowledged / stored / lost / duplicated per task, prints the
@@ -284,6 +285,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         drop: args.drop,
         tries: 3,
         outbox: Duration::from_secs(120),
+        offline: Duration::from_secs(2),
         timeout: Duration::from_secs(2),
         seed: args.seed,
         audio_bytes: args.audio_bytes,
@@ -314,6 +316,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(600)).await;
     sampler.abort();
     std::fs::write(dir.join("ledger.json"), serde_json::to_vec_pretty(&ledger)?)?;
+    // Event Hubs keeps the plays: read them all again from the start, as a new
+    // aggregator would; nothing may be counted twice.
+    let replayed = match args.mode {
+        Mode::Messaging => {
+            let ctx = crate::workers::Context { lapis: ports.clone(), db: db.clone(), media: dir.join("media") };
+            Some(crate::workers::trending::replay(&ctx).await?)
+        }
+        Mode::Direct => None,
+    };
     let tallies = crate::count::count(&db, &ledger).await?;
     let dead_lettered = match args.mode {
         Mode::Messaging => crate::messaging::admin::queue_counts(&ports, crate::messaging::servicebus::COMMENTS).await.map(|c| c.1).unwrap_or(-1),
@@ -321,8 +332,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let stale_refused = ledger.stale.iter().filter(|a| !a.acknowledged).count();
     std::fs::write(dir.join("tallies.json"), serde_json::to_vec_pretty(&tallies)?)?;
+    let replay_note = replayed.map(|r| format!(" Plays replayed from the hub's start: {} events, {} counted anew.", r.events, r.new_plays)).unwrap_or_default();
     let poison = match args.mode {
-        Mode::Messaging => format!("Comments on a deleted track: {} sent, {dead_lettered} in the dead-letter queue (shown on the web site's /admin).", ledger.stale.len()),
+        Mode::Messaging => format!("Comments on a deleted track: {} sent, {dead_lettered} in the dead-letter queue (shown on the web site's /admin).{replay_note}", ledger.stale.len()),
         Mode::Direct => format!("Comments on a deleted track: {} sent, {stale_refused} refused with 404.", ledger.stale.len()),
     };
     let report = dir.join("report.html");
@@ -343,7 +355,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.json {
         let retried = [&ledger.uploads, &ledger.comments, &ledger.plays].iter().flat_map(|l| l.iter()).filter(|a| a.attempts > 1).count();
         let notes: Vec<String> = log.notes().into_iter().map(|(_, n)| n).collect();
-        println!("{}", json!({"tallies": tallies, "notes": notes, "retried_items": retried, "settled": settled, "stale_sent": ledger.stale.len(), "stale_refused": stale_refused, "dead_lettered": dead_lettered}));
+        println!("{}", json!({"tallies": tallies, "notes": notes, "retried_items": retried, "settled": settled, "stale_sent": ledger.stale.len(), "stale_refused": stale_refused, "dead_lettered": dead_lettered, "replayed": replayed}));
     }
     Ok(())
 }

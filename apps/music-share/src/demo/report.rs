@@ -91,7 +91,7 @@ svg {{ width: 100%; height: auto; background: #f9fafb; }} .axis {{ stroke: #9ca3
 .legend span {{ display: inline-block; width: 22px; border-top: 3px solid; margin-right: .4rem; vertical-align: middle; }} .legend span.dashed {{ border-top-style: dashed; }}
 </style></head><body>
 <h1>music-share demo — {mode} mode</h1>
-<p>{phones} phones, each {uploads} uploads, {comments} comments and {plays} plays, over a network that drops {drop:.0}% of attempts; burst {burst:.1} s, settled after {total:.1} s.</p>
+<p>{phones} phones, each {uploads} uploads, {comments} comments and {plays} plays, over a network that drops {drop:.0}% of attempts, one phone in ten offline for the first 2 s; burst {burst:.1} s, settled after {total:.1} s.</p>
 <table><thead><tr><th>task</th><th>attempted</th><th>acknowledged</th><th>stored</th><th>lost</th><th>lost after ack</th><th>duplicated</th><th>out of order</th></tr></thead><tbody>{rows}</tbody></table>
 <p>{poison}</p>
 {progress_chart}

@@ -63,6 +63,8 @@ pub struct Plan {
     pub tries: u32,
     /// Messaging mode: how long an item may wait in the phone's outbox.
     pub outbox: Duration,
+    /// One phone in ten starts the burst offline for this long, then catches up.
+    pub offline: Duration,
     pub timeout: Duration,
     pub seed: u64,
     pub audio_bytes: usize,
@@ -154,14 +156,18 @@ fn fault(rng: &mut StdRng, drop: f64) -> Fault {
 /// Tries `item` until it is acknowledged: in direct mode at most `tries` times (the
 /// user sees an error and the item is gone); in messaging mode for as long as the
 /// outbox keeps it, because each try is a quick durable hand-off.
-async fn deliver(rng: &mut StdRng, plan: &Plan, carrier: &impl Carrier, item: &Item) -> Attempt {
+async fn deliver(rng: &mut StdRng, plan: &Plan, carrier: &impl Carrier, item: &Item, offline_until: Option<tokio::time::Instant>) -> Attempt {
     let id = item.id().to_string();
     let started = tokio::time::Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
         let f = fault(rng, plan.drop);
-        match carrier.send(item, f).await {
+        let sent = match offline_until {
+            Some(until) if tokio::time::Instant::now() < until => Sent::Failed("the phone is offline".into()),
+            _ => carrier.send(item, f).await,
+        };
+        match sent {
             Sent::Done => return Attempt { id, attempts: attempt, acknowledged: true, last_error: None },
             Sent::Refused(why) => return Attempt { id, attempts: attempt, acknowledged: false, last_error: Some(why) },
             Sent::Failed(why) => {
@@ -181,6 +187,7 @@ async fn deliver(rng: &mut StdRng, plan: &Plan, carrier: &impl Carrier, item: &I
 
 async fn phone(plan: Arc<Plan>, n: usize, catalog: Arc<Vec<String>>, carrier: Arc<impl Carrier>, ledger: Arc<Mutex<Ledger>>, progress: Arc<Progress>) {
     let mut rng = StdRng::seed_from_u64(plan.seed.wrapping_mul(1_000_003).wrapping_add(n as u64));
+    let offline_until = (n % 10 == 3 && !plan.offline.is_zero()).then(|| tokio::time::Instant::now() + plan.offline);
     let uploads: Vec<Item> = (0..plan.uploads)
         .map(|u| Item::Upload { id: format!("phone{n}-upload{u}"), title: format!("Track {u} of phone {n}"), artist: format!("Phone {n}"), audio: Arc::new(audio(plan.audio_bytes, n, u)) })
         .collect();
@@ -190,7 +197,7 @@ async fn phone(plan: Arc<Plan>, n: usize, catalog: Arc<Vec<String>>, carrier: Ar
     let plays: Vec<Item> = (0..plan.plays).map(|p| Item::Play { id: format!("phone{n}-play{p}"), track: catalog[rng.gen_range(0..catalog.len())].clone() }).collect();
     if n < plan.stale {
         let item = Item::Comment { id: format!("phone{n}-stale"), track: format!("deleted-track-{n}"), author: format!("phone{n}"), body: "is this still up?".into() };
-        let attempt = deliver(&mut rng, &plan, carrier.as_ref(), &item).await;
+        let attempt = deliver(&mut rng, &plan, carrier.as_ref(), &item, offline_until).await;
         ledger.lock().stale.push(attempt);
     }
     // Interleaved as a user would go (an upload, a comment, a play, …), each kind in
@@ -198,7 +205,7 @@ async fn phone(plan: Arc<Plan>, n: usize, catalog: Arc<Vec<String>>, carrier: Ar
     let longest = uploads.len().max(comments.len()).max(plays.len());
     let items = (0..longest).flat_map(|i| [uploads.get(i), comments.get(i), plays.get(i)]).flatten();
     for item in items {
-        let attempt = deliver(&mut rng, &plan, carrier.as_ref(), item).await;
+        let attempt = deliver(&mut rng, &plan, carrier.as_ref(), item, offline_until).await;
         let counter = match item {
             Item::Upload { .. } => &progress.uploads,
             Item::Comment { .. } => &progress.comments,

@@ -95,3 +95,51 @@ async fn count_with(ctx: &Context, id: &str, after: Option<i64>, consumer: &azur
         }
     }
 }
+
+/// What a replay read: events from the hub's start, and plays among them that the
+/// database had not counted.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Replayed {
+    pub events: usize,
+    pub new_plays: usize,
+}
+
+/// Reads every partition of the plays hub again from its first retained event to
+/// its newest, counting into the database as the aggregator does: what Event Hubs'
+/// retention allows (a new aggregator, or a fixed bug, starts over). Play ids keep
+/// it from counting anything twice.
+pub async fn replay(ctx: &Context) -> anyhow::Result<Replayed> {
+    let consumer = tokio::time::timeout(OPEN, eventhubs::consumer(&ctx.lapis)).await.map_err(|_| anyhow::anyhow!("opening a consumer took over {OPEN:?}"))??;
+    let replayed = replay_with(ctx, &consumer).await;
+    let _ = tokio::time::timeout(OPEN, consumer.close()).await;
+    replayed
+}
+
+async fn replay_with(ctx: &Context, consumer: &azure_messaging_eventhubs::ConsumerClient) -> anyhow::Result<Replayed> {
+    let mut out = Replayed::default();
+    let ids = tokio::time::timeout(OPEN, consumer.get_eventhub_properties()).await??.partition_ids;
+    for id in ids {
+        let props = tokio::time::timeout(OPEN, consumer.get_partition_properties(&id)).await??;
+        if props.is_empty {
+            continue;
+        }
+        let receiver = tokio::time::timeout(OPEN, eventhubs::receiver(consumer, &id, None)).await??;
+        let stream = receiver.stream_events();
+        futures::pin_mut!(stream);
+        let mut batch = Vec::new();
+        let mut seen = None;
+        while seen < Some(props.last_enqueued_sequence_number) {
+            let event = tokio::time::timeout(OPEN, stream.next()).await.map_err(|_| anyhow::anyhow!("partition {id} stopped before its newest event"))?.ok_or_else(|| anyhow::anyhow!("the event stream ended"))??;
+            let (play, seq) = eventhubs::play_of(&event);
+            seen = seen.max(seq);
+            out.events += 1;
+            if let Some(p) = play {
+                batch.push((p.play_id, p.track_id));
+            }
+        }
+        // The replay ends where the aggregator's checkpoint already is (or past it).
+        let last = props.last_enqueued_sequence_number.max(ctx.db.checkpoint(TRENDING_GROUP.into(), id.clone()).await?.unwrap_or(-1));
+        out.new_plays += ctx.db.add_plays(TRENDING_GROUP.into(), id.clone(), batch, last).await?;
+    }
+    Ok(out)
+}
