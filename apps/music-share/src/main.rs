@@ -75,13 +75,8 @@ enum Command {
     Web {
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: SocketAddr,
-        #[arg(long, value_enum, default_value = "direct")]
-        mode: mobile::Mode,
-        /// The API's address (host:port).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        api: String,
         #[command(flatten)]
-        lapis: messaging::lapis::Lapis,
+        front: FrontArgs,
     },
     /// Run one "track published" handler (an Event Grid webhook).
     Handler {
@@ -165,9 +160,9 @@ pub struct LimitArgs {
     timeout_ms: u64,
 }
 
-/// What the simulated phones do.
+/// How a front-end (the web site, the phones) reaches the back end.
 #[derive(clap::Args, Debug, Clone)]
-pub struct PhoneArgs {
+pub struct FrontArgs {
     #[arg(long, value_enum, default_value = "direct")]
     mode: mobile::Mode,
     /// The API's address (host:port).
@@ -175,6 +170,13 @@ pub struct PhoneArgs {
     api: String,
     #[command(flatten)]
     lapis: messaging::lapis::Lapis,
+}
+
+/// What the simulated phones do.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PhoneArgs {
+    #[command(flatten)]
+    front: FrontArgs,
     #[arg(long, default_value_t = 20)]
     phones: usize,
     #[arg(long, default_value_t = 2)]
@@ -222,9 +224,9 @@ impl PhoneArgs {
         anyhow::ensure!((0.0..=1.0).contains(&self.drop), "--drop is a chance, between 0 and 1");
         anyhow::ensure!(self.tries > 0, "--tries must be at least 1");
         Ok(mobile::Plan {
-            mode: self.mode,
-            api: self.api.clone(),
-            lapis: self.lapis.clone(),
+            mode: self.front.mode,
+            api: self.front.api.clone(),
+            lapis: self.front.lapis.clone(),
             phones: self.phones,
             uploads: self.uploads,
             comments: self.comments,
@@ -268,7 +270,7 @@ fn main() -> anyhow::Result<()> {
                 workers::run(std::sync::Arc::new(workers::Context { lapis, db, media }), upload_workers, comment_workers).await
             })
         }
-        Command::Web { listen, mode, api, lapis } => current_thread()?.block_on(web::serve(listen, mode, api, lapis)),
+        Command::Web { listen, front } => current_thread()?.block_on(web::serve(listen, front.mode, front.api, front.lapis)),
         Command::Handler { name, listen, database } => current_thread()?.block_on(async {
             let db = db::Db::open(&database.target()?, 2, Duration::from_secs(10)).await?;
             handlers::serve(listen, name, db).await
