@@ -52,6 +52,7 @@ fn messaging_mode_loses_nothing_and_stores_nothing_twice_under_faults() {
     for fault in ["search-index handler down", "API and workers killed (SIGKILL)", "API and workers started again", "search-index handler back"] {
         assert!(notes.contains(&fault), "the fault {fault:?} happened: {notes:?}");
     }
+    assert!(notes.iter().any(|n| n.starts_with("the network cut")), "the flaky network cut connections to Lapis: {notes:?}");
     assert!(s["retried_items"].as_u64().unwrap() > 0, "the flaky network made phones retry: {s}");
     for (task, attempted) in TASKS {
         let t = tally(&s, task);

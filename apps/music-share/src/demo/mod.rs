@@ -13,11 +13,12 @@
 //! stored and of each service's backlog over time, sampled every half second).
 
 mod procs;
+mod proxy;
 mod report;
 mod sample;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -212,6 +213,15 @@ fn db_flags(args: &DemoArgs, dir: &Path) -> Vec<String> {
     }
 }
 
+/// Lapis's ports behind proxies that cut each connection after 32 KiB to 512 KiB.
+async fn flaky(ports: &Lapis, seed: u64, cuts: Arc<AtomicUsize>) -> anyhow::Result<Lapis> {
+    let via = |port: u16, n: u64| {
+        let cuts = cuts.clone();
+        async move { proxy::start(format!("127.0.0.1:{port}").parse()?, seed.wrapping_add(n), 32 << 10, 512 << 10, cuts).await.map_err(anyhow::Error::from) }
+    };
+    Ok(Lapis { host: "127.0.0.1".into(), queue_port: via(ports.queue_port, 1).await?, blob_port: via(ports.blob_port, 2).await?, amqp_port: via(ports.amqp_port, 3).await?, http_port: ports.http_port })
+}
+
 /// Empties (or makes) the demo's directory, and its database.
 async fn fresh(args: &DemoArgs) -> anyhow::Result<()> {
     let dir = &args.dir;
@@ -272,7 +282,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = args.dir.clone();
     fresh(&args).await?;
     let system = start(&args, &dir).await?;
-    let plan = mobile::Plan {
+    let mut plan = mobile::Plan {
         mode: args.mode,
         api: system.api_addr.clone(),
         lapis: system.ports.clone(),
@@ -291,6 +301,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         audio_bytes: args.audio_bytes,
     };
     let ports = system.ports.clone();
+    // The phones reach Lapis through the flaky network.
+    let cuts = Arc::new(AtomicUsize::new(0));
+    if args.mode == Mode::Messaging && !args.no_faults {
+        plan.lapis = flaky(&ports, args.seed, cuts.clone()).await?;
+    }
     let system = Arc::new(tokio::sync::Mutex::new(system));
     let progress = Arc::new(Progress::default());
     let log = Arc::new(sample::Log::default());
@@ -309,6 +324,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let ledger = mobile::run(plan, progress.clone()).await?;
     log.note("phones done");
+    if cuts.load(Ordering::Relaxed) > 0 {
+        log.note(&format!("the network cut {} of the phones' connections to Lapis", cuts.load(Ordering::Relaxed)));
+    }
     let burst = started.elapsed();
     faults.await??;
     let settled = sample::settle(args.mode, &ports, &db, &ledger, Duration::from_secs(args.settle_secs)).await;

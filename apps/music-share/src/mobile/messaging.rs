@@ -23,12 +23,13 @@ const SENDERS: usize = 16;
 const PRODUCERS: usize = 8;
 
 type Slot = Mutex<Option<(ServiceBus, Sender)>>;
+type Producer = Mutex<Option<azure_messaging_eventhubs::ProducerClient>>;
 
 pub struct Lapis {
     lapis: crate::messaging::lapis::Lapis,
     storage: Storage,
     senders: Vec<Slot>,
-    plays: Vec<azure_messaging_eventhubs::ProducerClient>,
+    plays: Vec<Producer>,
     timeout: Duration,
 }
 
@@ -48,7 +49,7 @@ impl Lapis {
         storage.ensure().await?;
         let mut plays = Vec::with_capacity(PRODUCERS);
         for _ in 0..PRODUCERS {
-            plays.push(eventhubs::producer(lapis).await?);
+            plays.push(Mutex::new(Some(eventhubs::producer(lapis).await?)));
         }
         Ok(Lapis { lapis: lapis.clone(), storage, senders: (0..SENDERS).map(|_| Mutex::new(None)).collect(), plays, timeout })
     }
@@ -61,11 +62,37 @@ impl Lapis {
             *guard = Some((sb, sender));
         }
         let (_, sender) = guard.as_mut().expect("just connected");
-        let sent = servicebus::send(sender, id, track, body).await;
+        // A send whose connection was cut may never be answered: bounded here, so
+        // the link is replaced rather than left holding up the phones that share it.
+        let sent = match tokio::time::timeout(self.timeout, servicebus::send(sender, id, track, body)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(anyhow::anyhow!("no answer from Service Bus within {:?}", self.timeout)),
+        };
         if sent.is_err() {
             // The link may be broken; the next try starts afresh.
             if let Some((sb, _)) = guard.take() {
                 sb.close().await;
+            }
+        }
+        sent
+    }
+
+    /// Sends a play on one of the shared producers. The Event Hubs crate does not
+    /// recover a producer whose connection was cut ("Could not ensure sender", for
+    /// good), so a failed one is closed and the next send opens a new one.
+    async fn send_play(&self, slot: usize, play: &Play) -> anyhow::Result<()> {
+        let mut guard = self.plays[slot % PRODUCERS].lock().await;
+        if guard.is_none() {
+            *guard = Some(eventhubs::producer(&self.lapis).await?);
+        }
+        let producer = guard.as_ref().expect("just opened");
+        let sent = match tokio::time::timeout(self.timeout, eventhubs::send_play(producer, play)).await {
+            Ok(sent) => sent.map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow::anyhow!("no answer from Event Hubs within {:?}", self.timeout)),
+        };
+        if sent.is_err() {
+            if let Some(p) = guard.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), p.close()).await;
             }
         }
         sent
@@ -82,10 +109,7 @@ impl Lapis {
                 let message = CommentMessage { comment_id: id.clone(), track_id: track.clone(), author: author.clone(), body: body.clone() };
                 self.send_comment(hash(id), id, track, serde_json::to_vec(&message)?).await?;
             }
-            Item::Play { id, track } => {
-                let producer = &self.plays[hash(id) % PRODUCERS];
-                eventhubs::send_play(producer, &Play { play_id: id.clone(), track_id: track.clone() }).await?
-            }
+            Item::Play { id, track } => self.send_play(hash(id), &Play { play_id: id.clone(), track_id: track.clone() }).await?,
         }
         Ok(())
     }
@@ -96,11 +120,12 @@ impl Carrier for Lapis {
         if fault == Fault::DropBefore {
             return Sent::Failed("the network dropped the connection".into());
         }
-        // Service Bus sends bound themselves (and drop a link that timed out, so a
-        // cancelled send never leaves it half-used); the rest is bounded here.
+        // Comments and plays go over shared links: they get a longer bound, and a
+        // link that failed is replaced at its next use; an upload is bounded by the
+        // phone's own timeout.
         let handed = match item {
-            Item::Comment { .. } => Ok(self.hand_off(item).await),
-            _ => tokio::time::timeout(self.timeout, self.hand_off(item)).await,
+            Item::Upload { .. } => tokio::time::timeout(self.timeout, self.hand_off(item)).await,
+            _ => Ok(tokio::time::timeout(self.timeout * 5, self.hand_off(item)).await.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))),
         };
         match handed {
             // Landed, but the phone never hears so: it will send again.
