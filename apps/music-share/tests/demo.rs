@@ -49,7 +49,7 @@ fn messaging_mode_loses_nothing_and_stores_nothing_twice_under_faults() {
     let s = demo("messaging", dir.path());
     assert_eq!(s["settled"], true, "{s}");
     let notes: Vec<&str> = s["notes"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    for fault in ["search-index handler down", "API and workers killed (SIGKILL)", "API and workers started again", "search-index handler back"] {
+    for fault in ["search-index handler down", "API and workers killed (SIGKILL)", "network blip: every phone connection to Lapis cut", "API and workers started again", "search-index handler back"] {
         assert!(notes.contains(&fault), "the fault {fault:?} happened: {notes:?}");
     }
     assert!(notes.iter().any(|n| n.starts_with("the network cut")), "the flaky network cut connections to Lapis: {notes:?}");

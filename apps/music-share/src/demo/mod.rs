@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::watch;
 use serde_json::json;
 
 use crate::messaging::eventgrid::{TRACKS_TOPIC, TRACK_PUBLISHED};
@@ -166,9 +167,10 @@ async fn until_finished(progress: &Progress, total: usize, share: f64) {
 
 /// The faults, placed by how far the burst has got (so they land mid-burst at any
 /// size): at a tenth the search-index handler goes down; at a third the API (and
-/// the workers) are SIGKILLed, and started again a second later; the handler comes
-/// back after `--handler-down-secs`.
-async fn inject_faults(system: &tokio::sync::Mutex<System>, args: &DemoArgs, progress: &Progress, total: usize, events: &sample::Log) -> anyhow::Result<()> {
+/// the workers) are SIGKILLed, and started again a second later, and (messaging)
+/// every connection of the phones to Lapis is cut; the handler comes back after
+/// `--handler-down-secs`.
+async fn inject_faults(system: &tokio::sync::Mutex<System>, args: &DemoArgs, progress: &Progress, total: usize, events: &sample::Log, blip: &watch::Sender<u64>) -> anyhow::Result<()> {
     until_finished(progress, total, 0.1).await;
     let handler_down = tokio::time::Instant::now();
     system.lock().await.handlers[1].kill().await;
@@ -182,6 +184,12 @@ async fn inject_faults(system: &tokio::sync::Mutex<System>, args: &DemoArgs, pro
         }
     }
     events.note("API and workers killed (SIGKILL)");
+    if args.mode == Mode::Messaging {
+        // At the same moment the phones' network blips: every open connection to
+        // Lapis is cut.
+        blip.send_modify(|n| *n += 1);
+        events.note("network blip: every phone connection to Lapis cut");
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     {
         let mut sys = system.lock().await;
@@ -213,11 +221,12 @@ fn db_flags(args: &DemoArgs, dir: &Path) -> Vec<String> {
     }
 }
 
-/// Lapis's ports behind proxies that cut each connection after 32 KiB to 512 KiB.
-async fn flaky(ports: &Lapis, seed: u64, cuts: Arc<AtomicUsize>) -> anyhow::Result<Lapis> {
+/// Lapis's ports behind proxies that cut each connection after 32 KiB to 512 KiB,
+/// and every open one at a blip.
+async fn flaky(ports: &Lapis, seed: u64, cuts: Arc<AtomicUsize>, blip: &watch::Receiver<u64>) -> anyhow::Result<Lapis> {
     let via = |port: u16, n: u64| {
-        let cuts = cuts.clone();
-        async move { proxy::start(format!("127.0.0.1:{port}").parse()?, seed.wrapping_add(n), 32 << 10, 512 << 10, cuts).await.map_err(anyhow::Error::from) }
+        let (cuts, blip) = (cuts.clone(), blip.clone());
+        async move { proxy::start(format!("127.0.0.1:{port}").parse()?, seed.wrapping_add(n), 32 << 10, 512 << 10, cuts, blip).await.map_err(anyhow::Error::from) }
     };
     Ok(Lapis { host: "127.0.0.1".into(), queue_port: via(ports.queue_port, 1).await?, blob_port: via(ports.blob_port, 2).await?, amqp_port: via(ports.amqp_port, 3).await?, http_port: ports.http_port })
 }
@@ -303,8 +312,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let ports = system.ports.clone();
     // The phones reach Lapis through the flaky network.
     let cuts = Arc::new(AtomicUsize::new(0));
+    let (blip, blipped) = watch::channel(0u64);
     if args.mode == Mode::Messaging && !args.no_faults {
-        plan.lapis = flaky(&ports, args.seed, cuts.clone()).await?;
+        plan.lapis = flaky(&ports, args.seed, cuts.clone(), &blipped).await?;
     }
     let system = Arc::new(tokio::sync::Mutex::new(system));
     let progress = Arc::new(Progress::default());
@@ -319,7 +329,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             if args.no_faults {
                 return Ok(());
             }
-            inject_faults(&system, &args, &progress, total, &log).await
+            inject_faults(&system, &args, &progress, total, &log, &blip).await
         })
     };
     let ledger = mobile::run(plan, progress.clone()).await?;

@@ -3,7 +3,8 @@
 //! random number of bytes — mid-request, mid-frame, whatever was in flight — so the
 //! clients' reconnects and the phones' retries really happen, against the real
 //! server, beside the per-attempt faults the phones draw themselves. (A byte budget
-//! rather than a lifetime, so the cuts come with the load at any size of burst.)
+//! rather than a lifetime, so the cuts come with the load at any size of burst.) A
+//! "blip" cuts every connection open at that moment.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,11 +15,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// Starts a proxy to `target` on a free loopback port; each connection through it
 /// carries between `fewest` and `most` bytes (both ways together), then is cut.
 /// Returns the port; `cut` counts the connections it cut.
-pub async fn start(target: SocketAddr, seed: u64, fewest: usize, most: usize, cut: Arc<AtomicUsize>) -> std::io::Result<u16> {
+pub async fn start(target: SocketAddr, seed: u64, fewest: usize, most: usize, cut: Arc<AtomicUsize>, blip: watch::Receiver<u64>) -> std::io::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
@@ -26,10 +28,16 @@ pub async fn start(target: SocketAddr, seed: u64, fewest: usize, most: usize, cu
         loop {
             let Ok((inbound, _)) = listener.accept().await else { continue };
             let budget = rng.lock().gen_range(fewest..=most);
-            let cut = cut.clone();
+            let (cut, mut blip) = (cut.clone(), blip.clone());
+            blip.mark_unchanged();
             tokio::spawn(async move {
                 let Ok(outbound) = TcpStream::connect(target).await else { return };
-                if relay(inbound, outbound, budget).await {
+                let cutoff = tokio::select! {
+                    by_budget = relay(inbound, outbound, budget) => by_budget,
+                    // A blip cuts; once nobody can blip any more, nothing does.
+                    _ = async { if blip.changed().await.is_err() { std::future::pending::<()>().await } } => true,
+                };
+                if cutoff {
                     cut.fetch_add(1, Ordering::Relaxed);
                 }
             });
