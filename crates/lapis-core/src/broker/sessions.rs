@@ -117,9 +117,7 @@ impl Broker {
             let mut ops = Vec::new();
             for session in &released {
                 for seq in e.locked_in_session(session) {
-                    let mut m = e.remove(seq).expect("a locked sequence number is present");
-                    m.lock = None;
-                    ops.extend(self.count_failed_delivery(&mut e, m).0);
+                    ops.extend(self.lose_lock(&mut e, seq).0);
                 }
             }
             if !ops.is_empty() {

@@ -141,6 +141,14 @@ impl Broker {
         (self.persist(e, m), dead)
     }
 
+    /// The lock on message `seq` is lost (it lapsed, or its session was let go):
+    /// unlocks it and counts the failed delivery, as [`Self::count_failed_delivery`].
+    pub(super) fn lose_lock(&self, e: &mut EntityState, seq: i64) -> (Vec<Op>, bool) {
+        let mut m = e.remove(seq).expect("a locked sequence number is present");
+        m.lock = None;
+        self.count_failed_delivery(e, m)
+    }
+
     pub(super) fn persist(&self, e: &mut EntityState, m: StoredMessage) -> Vec<Op> {
         let op = Op::Put { key: codec::meta_key(e.record.id, m.meta.seq), value: codec::to_json(&m.meta) };
         e.put(m);

@@ -29,9 +29,7 @@ impl Broker {
         let mut ops = Vec::new();
         let mut dead_lettered = false;
         for seq in e.expired_locks(now) {
-            let mut m = e.remove(seq).expect("a locked sequence number is present");
-            m.lock = None;
-            let (more, dead) = self.count_failed_delivery(e, m);
+            let (more, dead) = self.lose_lock(e, seq);
             ops.extend(more);
             dead_lettered |= dead;
         }
