@@ -62,7 +62,8 @@ pub struct DemoArgs {
     /// Comments on a deleted track (poison), one each from the first phones.
     #[arg(long, default_value_t = 2)]
     pub stale_comments: usize,
-    /// Leave out the restarts and the handler outage (the network faults stay).
+    /// Leave out the restarts, the handler outage and the cut connections (the
+    /// phones' own per-attempt faults stay).
     #[arg(long)]
     pub no_faults: bool,
     /// How long the search-index handler stays down, in seconds.
@@ -84,6 +85,32 @@ struct System {
     handlers: Vec<Proc>,
     ports: Lapis,
     api_addr: String,
+}
+
+impl System {
+    /// SIGKILLs the API and the workers (the demo's crash mid-burst).
+    async fn kill_back_end(&mut self) {
+        self.api.kill().await;
+        if let Some(w) = self.workers.as_mut() {
+            w.kill().await;
+        }
+    }
+
+    async fn start_back_end(&mut self) -> anyhow::Result<()> {
+        self.api.start().await?;
+        if let Some(w) = self.workers.as_mut() {
+            w.start().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops everything the demo started.
+    async fn stop(&mut self) {
+        self.kill_back_end().await;
+        for p in self.handlers.iter_mut().chain(self.lapis.as_mut()) {
+            p.kill().await;
+        }
+    }
 }
 
 fn lapis_config() -> serde_json::Value {
@@ -176,13 +203,7 @@ async fn inject_faults(system: &tokio::sync::Mutex<System>, args: &DemoArgs, pro
     system.lock().await.handlers[1].kill().await;
     events.note("search-index handler down");
     until_finished(progress, total, 0.33).await;
-    {
-        let mut sys = system.lock().await;
-        sys.api.kill().await;
-        if let Some(w) = sys.workers.as_mut() {
-            w.kill().await;
-        }
-    }
+    system.lock().await.kill_back_end().await;
     events.note("API and workers killed (SIGKILL)");
     if args.mode == Mode::Messaging {
         // At the same moment the phones' network blips: every open connection to
@@ -191,13 +212,7 @@ async fn inject_faults(system: &tokio::sync::Mutex<System>, args: &DemoArgs, pro
         events.note("network blip: every phone connection to Lapis cut");
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    {
-        let mut sys = system.lock().await;
-        sys.api.start().await?;
-        if let Some(w) = sys.workers.as_mut() {
-            w.start().await?;
-        }
-    }
+    system.lock().await.start_back_end().await?;
     events.note("API and workers started again");
     tokio::time::sleep_until(handler_down + Duration::from_secs(args.handler_down_secs)).await;
     system.lock().await.handlers[1].start().await?;
@@ -261,13 +276,7 @@ pub async fn up(args: DemoArgs, web_port: u16) -> anyhow::Result<()> {
     }
     tokio::signal::ctrl_c().await?;
     web.kill().await;
-    system.api.kill().await;
-    for p in [system.workers.as_mut(), system.lapis.as_mut()].into_iter().flatten() {
-        p.kill().await;
-    }
-    for h in system.handlers.iter_mut() {
-        h.kill().await;
-    }
+    system.stop().await;
     Ok(())
 }
 
@@ -367,15 +376,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let report = dir.join("report.html");
     std::fs::write(&report, report::html(&args, &tallies, &poison, &log.samples(), &log.notes(), burst, started.elapsed()))?;
-    let mut guard = system.lock().await;
-    let sys = &mut *guard;
-    sys.api.kill().await;
-    for p in [sys.workers.as_mut(), sys.lapis.as_mut()].into_iter().flatten() {
-        p.kill().await;
-    }
-    for h in sys.handlers.iter_mut() {
-        h.kill().await;
-    }
+    system.lock().await.stop().await;
     println!("music-share demo, {} mode: {} phones, burst {:.1} s, settled in {:.1} s", args.mode.name(), args.phones, burst.as_secs_f64(), started.elapsed().as_secs_f64());
     print!("{}", crate::count::table(&tallies));
     println!("{poison}");

@@ -43,6 +43,17 @@ async fn step<T, E: std::fmt::Debug>(what: &str, f: impl std::future::Future<Out
     }
 }
 
+/// The status code of a request's answer (`status-code`, or `statusCode` as the
+/// management nodes spell it).
+fn status_of(answer: &Message<Value>) -> Option<i64> {
+    let props = answer.application_properties.as_ref()?;
+    match props.0.get("status-code").or_else(|| props.0.get("statusCode")) {
+        Some(SimpleValue::Int(c)) => Some(*c as i64),
+        Some(SimpleValue::Long(c)) => Some(*c),
+        _ => None,
+    }
+}
+
 fn text_property(app: &ApplicationProperties, key: &str) -> Option<String> {
     match app.0.get(key) {
         Some(SimpleValue::String(s)) => Some(s.clone()),
@@ -67,31 +78,34 @@ impl ServiceBus {
         Ok(sb)
     }
 
+    /// One request to a node that answers on a reply link (`$cbs`, an entity's
+    /// `$management`): attaches the pair, sends, reads the answer, lets both go.
+    async fn request(&mut self, node: &str, what: &str, app: ApplicationProperties, body: Value) -> anyhow::Result<Message<Value>> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let reply_to = format!("reply-{id}");
+        let mut sender = step(&format!("attach the {what} sender"), Sender::attach(&mut self.session, format!("request-{id}"), node)).await?;
+        let mut receiver = step(&format!("attach the {what} receiver"), Receiver::builder().name(reply_to.clone()).source(node).target(reply_to.clone()).attach(&mut self.session)).await?;
+        let request = Message::builder().properties(Properties::builder().message_id(id).reply_to(reply_to).build()).application_properties(app).value(body).build();
+        step(&format!("send the {what} request"), sender.send(request)).await?;
+        let answer: Delivery<Value> = step(&format!("read the {what} answer"), receiver.recv()).await?;
+        let _ = tokio::time::timeout(STEP, receiver.accept(&answer)).await;
+        let _ = tokio::time::timeout(STEP, sender.close()).await;
+        let _ = tokio::time::timeout(STEP, receiver.close()).await;
+        Ok(answer.into_message())
+    }
+
     /// The claims-based security exchange for one entity.
     async fn put_token(&mut self, entity: &str) -> anyhow::Result<()> {
         let audience = format!("sb://localhost/{entity}");
         let (token, _) = sas_token(&audience, 24 * 3600);
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let reply_to = format!("cbs-{id}");
-        let mut sender = step("attach the $cbs sender", Sender::attach(&mut self.session, format!("cbs-sender-{id}"), "$cbs")).await?;
-        let mut receiver = step("attach the $cbs receiver", Receiver::builder().name(reply_to.clone()).source("$cbs").target(reply_to.clone()).attach(&mut self.session)).await?;
         let app = ApplicationProperties::builder()
             .insert("operation", SimpleValue::String("put-token".into()))
             .insert("type", SimpleValue::String("servicebus.windows.net:sastoken".into()))
             .insert("name", SimpleValue::String(audience.clone()))
             .build();
-        let request = Message::builder().properties(Properties::builder().message_id(id).reply_to(reply_to).build()).application_properties(app).value(token).build();
-        step("send the put-token request", sender.send(request)).await?;
-        let answer: Delivery<Value> = step("read the put-token answer", receiver.recv()).await?;
-        let _ = tokio::time::timeout(STEP, receiver.accept(&answer)).await;
-        let props = answer.message().application_properties.as_ref().context("the put-token answer has no properties")?;
-        let code = match props.0.get("status-code") {
-            Some(SimpleValue::Int(c)) => *c as i64,
-            Some(SimpleValue::Long(c)) => *c,
-            _ => 0,
-        };
-        let _ = tokio::time::timeout(STEP, sender.close()).await;
-        let _ = tokio::time::timeout(STEP, receiver.close()).await;
+        let answer = self.request("$cbs", "put-token", app, Value::String(token)).await?;
+        let props = answer.application_properties.as_ref().context("the put-token answer has no properties")?;
+        let code = status_of(&answer).unwrap_or(0);
         if code != 202 && code != 200 {
             bail!("Service Bus refused the token for {entity}: {code} {}", text_property(props, "status-description").unwrap_or_default());
         }
@@ -202,29 +216,16 @@ impl ServiceBus {
     pub async fn peek(&mut self, entity: &str, count: i32) -> anyhow::Result<Vec<Peeked>> {
         use fe2o3_amqp::types::messaging::message::__private::Deserializable;
         use fe2o3_amqp::types::primitives::OrderedMap;
-        let node = format!("{entity}/$management");
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let reply_to = format!("peek-{id}");
-        let mut sender = step("attach the management sender", Sender::attach(&mut self.session, format!("mgmt-sender-{id}"), node.clone())).await?;
-        let mut receiver = step("attach the management receiver", Receiver::builder().name(reply_to.clone()).source(node).target(reply_to.clone()).attach(&mut self.session)).await?;
         let mut body = OrderedMap::new();
         body.insert(Value::String("from-sequence-number".into()), Value::Long(0));
         body.insert(Value::String("message-count".into()), Value::Int(count));
         let app = ApplicationProperties::builder().insert("operation", SimpleValue::String("com.microsoft:peek-message".into())).build();
-        let request = Message::builder().properties(Properties::builder().message_id(id).reply_to(reply_to).build()).application_properties(app).value(Value::Map(body)).build();
-        step("send the peek request", sender.send(request)).await?;
-        let answer: Delivery<Value> = step("read the peek answer", receiver.recv()).await?;
-        let _ = tokio::time::timeout(STEP, receiver.accept(&answer)).await;
-        let _ = tokio::time::timeout(STEP, sender.close()).await;
-        let _ = tokio::time::timeout(STEP, receiver.close()).await;
-        let status = answer.message().application_properties.as_ref().and_then(|p| match p.0.get("statusCode").or_else(|| p.0.get("status-code")) {
-            Some(SimpleValue::Int(c)) => Some(*c),
-            _ => None,
-        });
+        let answer = self.request(&format!("{entity}/$management"), "peek", app, Value::Map(body)).await?;
+        let status = status_of(&answer);
         if status == Some(204) {
             return Ok(Vec::new());
         }
-        let Value::Map(map) = answer.body() else { bail!("the peek answer ({status:?}) has no map") };
+        let Value::Map(map) = &answer.body else { bail!("the peek answer ({status:?}) has no map") };
         let Some(Value::List(items)) = map.get(&Value::String("messages".into())) else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for item in items {

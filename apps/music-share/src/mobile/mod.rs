@@ -206,21 +206,17 @@ async fn phone(plan: Arc<Plan>, n: usize, catalog: Arc<Vec<String>>, carrier: Ar
     let items = (0..longest).flat_map(|i| [uploads.get(i), comments.get(i), plays.get(i)]).flatten();
     for item in items {
         let attempt = deliver(&mut rng, &plan, carrier.as_ref(), item, offline_until).await;
-        let counter = match item {
-            Item::Upload { .. } => &progress.uploads,
-            Item::Comment { .. } => &progress.comments,
-            Item::Play { .. } => &progress.plays,
+        let mut l = ledger.lock();
+        let (list, counter) = match item {
+            Item::Upload { .. } => (&mut l.uploads, &progress.uploads),
+            Item::Comment { .. } => (&mut l.comments, &progress.comments),
+            Item::Play { .. } => (&mut l.plays, &progress.plays),
         };
         if attempt.acknowledged {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         progress.finished.fetch_add(1, Ordering::Relaxed);
-        let mut l = ledger.lock();
-        match item {
-            Item::Upload { .. } => l.uploads.push(attempt),
-            Item::Comment { .. } => l.comments.push(attempt),
-            Item::Play { .. } => l.plays.push(attempt),
-        }
+        list.push(attempt);
     }
 }
 

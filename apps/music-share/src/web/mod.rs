@@ -101,6 +101,17 @@ async fn track(State(site): State<Arc<Site>>, Path(id): Path<String>, Query(flas
     Html(pages::page(t["title"].as_str().unwrap_or("Track"), site.mode.name(), message.as_deref().map(|m| (m, true)), &body)).into_response()
 }
 
+const TOO_LARGE: &str = "That file is over 64 MB.";
+
+/// The page for an upload form that could not be read: too large, or cut short.
+fn broken_form(site: &Site, e: axum::extract::multipart::MultipartError) -> Response {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        error_page(site, StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)
+    } else {
+        error_page(site, StatusCode::BAD_REQUEST, &format!("The upload did not arrive whole: {e}"))
+    }
+}
+
 /// `POST /upload`: the upload form (upload id, title, artist, audio file).
 async fn upload(State(site): State<Arc<Site>>, mut form: Multipart) -> Response {
     let (mut upload_id, mut title, mut artist, mut audio) = (String::new(), String::new(), String::new(), None);
@@ -110,8 +121,7 @@ async fn upload(State(site): State<Arc<Site>>, mut form: Multipart) -> Response 
                 let name = field.name().unwrap_or_default().to_string();
                 let bytes = match field.bytes().await {
                     Ok(b) => b,
-                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return error_page(&site, StatusCode::PAYLOAD_TOO_LARGE, "That file is over 64 MB."),
-                    Err(e) => return error_page(&site, StatusCode::BAD_REQUEST, &format!("The upload did not arrive whole: {e}")),
+                    Err(e) => return broken_form(&site, e),
                 };
                 match name.as_str() {
                     "upload_id" => upload_id = String::from_utf8_lossy(&bytes).trim().to_string(),
@@ -122,8 +132,7 @@ async fn upload(State(site): State<Arc<Site>>, mut form: Multipart) -> Response 
                 }
             }
             Ok(None) => break,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return error_page(&site, StatusCode::PAYLOAD_TOO_LARGE, "That file is over 64 MB."),
-            Err(e) => return error_page(&site, StatusCode::BAD_REQUEST, &format!("The upload did not arrive whole: {e}")),
+            Err(e) => return broken_form(&site, e),
         }
     }
     if title.is_empty() || artist.is_empty() || title.chars().count() > MAX_TEXT || artist.chars().count() > MAX_TEXT {
@@ -131,7 +140,7 @@ async fn upload(State(site): State<Arc<Site>>, mut form: Multipart) -> Response 
     }
     let Some(audio) = audio.filter(|a| !a.is_empty()) else { return error_page(&site, StatusCode::BAD_REQUEST, "Choose an audio file to upload.") };
     if audio.len() > MAX_AUDIO_BYTES {
-        return error_page(&site, StatusCode::PAYLOAD_TOO_LARGE, "That file is over 64 MB.");
+        return error_page(&site, StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE);
     }
     if media::sniff(&audio).is_none() {
         return error_page(&site, StatusCode::UNSUPPORTED_MEDIA_TYPE, "That is not an audio file (MP3, WAV, Ogg, FLAC or M4A).");

@@ -31,20 +31,26 @@ pub struct Context {
 /// failed.
 pub const BACKOFF: Duration = Duration::from_millis(500);
 
+/// Tries `attempt` until it succeeds, `BACKOFF` apart, saying each time what failed:
+/// for the set-up a worker cannot start without (Lapis may still be starting).
+pub async fn until_ok<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(what: &str, mut attempt: impl FnMut() -> F) -> T {
+    loop {
+        match attempt().await {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} failed; trying again");
+                tokio::time::sleep(BACKOFF).await;
+            }
+        }
+    }
+}
+
 /// Runs every worker until one fails for good: `uploads` upload workers and
 /// `comments` comment workers, and one aggregator task per partition.
 pub async fn run(ctx: Arc<Context>, uploads: usize, comments: usize) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let storage = Arc::new(crate::messaging::storage::Storage::new(&ctx.lapis)?);
-    loop {
-        match storage.ensure().await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, "the storage queue is not reachable yet");
-                tokio::time::sleep(BACKOFF).await;
-            }
-        }
-    }
+    until_ok("making the upload queues and container", || storage.ensure()).await;
     for _ in 0..uploads {
         tasks.spawn(uploads::run(ctx.clone(), storage.clone()));
     }

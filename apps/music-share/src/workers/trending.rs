@@ -17,15 +17,7 @@ const BATCH: usize = 200;
 const LINGER: Duration = Duration::from_millis(100);
 
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
-    let partitions = loop {
-        match partitions(&ctx).await {
-            Ok(p) => break p,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the plays hub failed");
-                tokio::time::sleep(BACKOFF).await;
-            }
-        }
-    };
+    let partitions = super::until_ok("reading the plays hub's partitions", || partitions(&ctx)).await;
     let mut tasks = tokio::task::JoinSet::new();
     for p in partitions {
         tasks.spawn(partition(ctx.clone(), p));
